@@ -1,0 +1,79 @@
+# -*- coding: utf-8 -*-
+# Copyright: firmvisor developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Desired vs actual: which declared options differ, and writing them into the document."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils._spec import (
+    LIVE, NEXT_BOOT, RESTART, Option,
+)
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document
+
+_SEVERITY = {LIVE: 0, NEXT_BOOT: 1, RESTART: 2}
+
+
+@dataclass
+class Difference:
+    option: Option
+    before: Any
+    after: Any
+
+    @property
+    def apply(self) -> str:
+        return self.option.apply(self.after, self.before)
+
+
+def desired_values(table: Sequence[Option], params: Dict[str, Any], context: Dict[str, Any]) -> Dict[str, Any]:
+    """Declared (non-None) XML options, normalized for comparison."""
+    desired = {}
+    for opt in table:
+        value = params.get(opt.name)
+        if value is None or opt.read is None:
+            continue
+        value = opt.normalize(value, context) if opt.normalize else value
+        if value is not None:  # a value that normalizes to None (virt_type: auto) is not compared
+            desired[opt.name] = value
+    return desired
+
+
+def compare(table: Sequence[Option], desired: Dict[str, Any], doc: Optional[Document]) -> List[Difference]:
+    """The declared options whose actual value (None for a new resource) differs."""
+    differences = []
+    for opt in table:
+        if opt.name not in desired:
+            continue
+        actual = opt.read(doc) if doc is not None and opt.read else None
+        if doc is None or not opt.equal(desired[opt.name], actual):
+            differences.append(Difference(opt, actual, desired[opt.name]))
+    return differences
+
+
+def apply(doc: Document, differences: Sequence[Difference]) -> None:
+    for difference in differences:
+        if difference.option.write is not None:
+            difference.option.write(doc, difference.after)
+
+
+def strongest(differences: Sequence[Difference]) -> Optional[str]:
+    """The most disruptive way any of the differences reaches a running resource."""
+    if not differences:
+        return None
+    return max((d.apply for d in differences), key=_SEVERITY.__getitem__)
+
+
+def diff_dict(differences: Sequence[Difference], unchanged: Optional[Dict[str, Any]] = None) -> Dict[str, Dict[str, Any]]:
+    """Ansible's diff: before/after of the declared view (unchanged declared options on both sides)."""
+    before = dict(unchanged or {})
+    after = dict(unchanged or {})
+    for difference in differences:
+        name = difference.option.name
+        if difference.option.no_log:
+            before[name] = after[name] = 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'
+            continue
+        before[name] = difference.before
+        after[name] = difference.after
+    return {'before': before, 'after': after}

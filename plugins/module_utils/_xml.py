@@ -1,0 +1,206 @@
+# -*- coding: utf-8 -*-
+# Copyright: firmvisor developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""libvirt XML documents edited in place.
+
+A :class:`Document` wraps a parsed libvirt XML description. Edits address elements by a small
+path language (``os/type``, ``devices/disk[@device='cdrom']``) and touch only what they name:
+every other element, attribute, comment-free text, namespace and ``<metadata>`` child stays as it
+was, so a document read from libvirt, edited and written back differs only where it was asked to.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import xml.etree.ElementTree as ET
+from typing import Dict, Iterator, List, Optional, Tuple
+
+# The namespace of this collection's ownership metadata inside <metadata>.
+FV_NS = 'urn:firmvisor:hypervisor:1'
+FV_PREFIX = 'firmvisor'
+
+_STEP = re.compile(r"^(?P<tag>(?:\{[^}]*\})?[\w.-]+)(?:\[@(?P<attr>[\w:.-]+)='(?P<value>[^']*)'\])?$")
+
+
+class XMLError(ValueError):
+    """A document could not be parsed or a path is malformed."""
+
+
+def _steps(path: str) -> List[Tuple[str, Optional[str], Optional[str]]]:
+    steps = []
+    for part in path.strip('/').split('/'):
+        match = _STEP.match(part)
+        if not match:
+            raise XMLError("bad XML path step %r in %r" % (part, path))
+        steps.append((match.group('tag'), match.group('attr'), match.group('value')))
+    return steps
+
+
+def _matches(elem: ET.Element, tag: str, attr: Optional[str], value: Optional[str]) -> bool:
+    return elem.tag == tag and (attr is None or elem.get(attr) == value)
+
+
+class Document:
+    """A parsed libvirt XML document that remembers its namespace prefixes."""
+
+    def __init__(self, text: str) -> None:
+        self.namespaces: Dict[str, str] = {}
+        try:
+            events = ET.iterparse(io.StringIO(text), events=('start-ns', 'start'))
+            root = None
+            for event, payload in events:
+                if event == 'start-ns':
+                    prefix, uri = payload
+                    self.namespaces.setdefault(prefix, uri)
+                elif root is None:
+                    root = payload
+            self.root = events.root  # type: ignore[attr-defined]
+        except ET.ParseError as exc:
+            raise XMLError('cannot parse XML: %s' % exc)
+
+    @classmethod
+    def new(cls, tag: str, **attrs: str) -> 'Document':
+        elem = ET.Element(tag, {k: v for k, v in attrs.items() if v is not None})
+        return cls(ET.tostring(elem, encoding='unicode'))
+
+    # ---- reading ------------------------------------------------------------------------------
+    def find(self, path: str, parent: Optional[ET.Element] = None) -> Optional[ET.Element]:
+        found = self.findall(path, parent)
+        return found[0] if found else None
+
+    def findall(self, path: str, parent: Optional[ET.Element] = None) -> List[ET.Element]:
+        current = [self.root if parent is None else parent]
+        for tag, attr, value in _steps(path):
+            current = [child for elem in current for child in elem if _matches(child, tag, attr, value)]
+        return current
+
+    def text(self, path: str, parent: Optional[ET.Element] = None) -> Optional[str]:
+        elem = self.find(path, parent)
+        if elem is None or elem.text is None:
+            return None
+        return elem.text.strip()
+
+    def attr(self, path: str, name: str, parent: Optional[ET.Element] = None) -> Optional[str]:
+        elem = self.root if path in ('', '.') and parent is None else self.find(path, parent)
+        return None if elem is None else elem.get(name)
+
+    # ---- editing ------------------------------------------------------------------------------
+    def ensure(self, path: str, parent: Optional[ET.Element] = None) -> ET.Element:
+        """Return the element at ``path``, creating missing steps (with their predicate attribute)."""
+        elem = self.root if parent is None else parent
+        for tag, attr, value in _steps(path):
+            child = next((c for c in elem if _matches(c, tag, attr, value)), None)
+            if child is None:
+                child = _append(elem, tag)
+                if attr is not None:
+                    child.set(attr, value or '')
+            elem = child
+        return elem
+
+    def set_text(self, path: str, value: Optional[str], parent: Optional[ET.Element] = None) -> None:
+        """Set an element's text; ``None`` removes the element."""
+        if value is None:
+            self.remove(path, parent)
+        else:
+            self.ensure(path, parent).text = value
+
+    def set_attr(self, path: str, name: str, value: Optional[str], parent: Optional[ET.Element] = None) -> None:
+        """Set an attribute; ``None`` removes the attribute (the element stays)."""
+        if path in ('', '.'):
+            elem: Optional[ET.Element] = self.root if parent is None else parent
+        elif value is None:
+            elem = self.find(path, parent)
+        else:
+            elem = self.ensure(path, parent)
+        if elem is None:
+            return
+        if value is None:
+            elem.attrib.pop(name, None)
+        else:
+            elem.set(name, value)
+
+    def remove(self, path: str, parent: Optional[ET.Element] = None) -> int:
+        """Remove every element matching ``path``; returns how many were removed."""
+        steps = path.strip('/').rsplit('/', 1)
+        holders = [self.root if parent is None else parent] if len(steps) == 1 else self.findall(steps[0], parent)
+        tag, attr, value = _steps(steps[-1])[0]
+        removed = 0
+        for holder in holders:
+            for child in [c for c in holder if _matches(c, tag, attr, value)]:
+                _detach(holder, child)
+                removed += 1
+        return removed
+
+    def append(self, parent_path: str, elem: ET.Element) -> ET.Element:
+        holder = self.ensure(parent_path) if parent_path not in ('', '.') else self.root
+        _append(holder, elem)
+        return elem
+
+    def detach(self, parent: ET.Element, child: ET.Element) -> None:
+        _detach(parent, child)
+
+    # ---- ownership metadata -------------------------------------------------------------------
+    def owner(self) -> Optional[str]:
+        elem = self.find('metadata/{%s}owner' % FV_NS)
+        return None if elem is None else elem.get('collection')
+
+    def set_owner(self, collection: str) -> None:
+        self.namespaces.setdefault(FV_PREFIX, FV_NS)
+        self.set_attr('metadata/{%s}owner' % FV_NS, 'collection', collection)
+
+    def get_meta(self, key: str) -> Optional[str]:
+        return self.attr('metadata/{%s}owner' % FV_NS, key)
+
+    def set_meta(self, key: str, value: Optional[str]) -> None:
+        self.namespaces.setdefault(FV_PREFIX, FV_NS)
+        self.set_attr('metadata/{%s}owner' % FV_NS, key, value)
+
+    # ---- output -------------------------------------------------------------------------------
+    def tostring(self) -> str:
+        for prefix, uri in self.namespaces.items():
+            if prefix:
+                ET.register_namespace(prefix, uri)
+        return ET.tostring(self.root, encoding='unicode')
+
+    def __str__(self) -> str:
+        return self.tostring()
+
+
+def _append(parent: ET.Element, child) -> ET.Element:
+    if isinstance(child, str):
+        child = ET.Element(child)
+    children = list(parent)
+    if children:
+        # Keep libvirt's pretty printing: the new child takes the previous sibling's indent.
+        last = children[-1]
+        child.tail = last.tail
+        last.tail = parent.text if parent.text and parent.text.strip() == '' else last.tail
+    parent.append(child)
+    return child
+
+
+def _detach(parent: ET.Element, child: ET.Element) -> None:
+    children = list(parent)
+    index = children.index(child)
+    if index == len(children) - 1 and index > 0:
+        children[index - 1].tail = child.tail
+    parent.remove(child)
+
+
+def iter_devices(doc: Document, tag: str) -> Iterator[ET.Element]:
+    return iter(doc.findall('devices/%s' % tag))
+
+
+def element(tag: str, text: Optional[str] = None, **attrs: Optional[str]) -> ET.Element:
+    """Build a detached element; attributes whose value is None are left out."""
+    elem = ET.Element(tag, {k.rstrip('_'): str(v) for k, v in attrs.items() if v is not None})
+    if text is not None:
+        elem.text = text
+    return elem
+
+
+def sub(parent: ET.Element, tag: str, text: Optional[str] = None, **attrs: Optional[str]) -> ET.Element:
+    child = element(tag, text, **attrs)
+    parent.append(child)
+    return child
