@@ -244,3 +244,11 @@ def _diff_view(view: Optional[Dict[str, Any]]) -> Dict[str, Any]:
         return {'state': 'absent'}
     return drop_none({'state': 'present', 'format': view.get('format'), 'capacity': view.get('capacity'),
                       'backing': view.get('backing')})
+
+
+def ensure_volume(conn: Any, changes: Changes, params: Dict[str, Any]) -> Dict[str, Any]:
+    """The volume module's whole job."""
+    result = Volumes(conn, changes).ensure(**params)
+    result['volume'] = result['volume'] or {}
+    result['actions'] = changes.actions
+    return result

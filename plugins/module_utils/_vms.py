@@ -1,0 +1,84 @@
+# -*- coding: utf-8 -*-
+# Copyright: firmvisor developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Many domains in one task: one connection, one domain listing, every spec validated first."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import FvError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt import CONNECTION_ARGSPEC, mapped
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils._vm import OWNER, VM_ARGSPEC, VmService
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document
+
+# A VM spec inside `vms`/`defaults`: the vm module's options less the connection.
+VM_ITEM_ARGSPEC = {k: v for k, v in VM_ARGSPEC.items() if k not in CONNECTION_ARGSPEC}
+VM_ITEM_DEFAULTS = {k: v.get('default') for k, v in VM_ITEM_ARGSPEC.items()}
+
+VMS_ARGSPEC = dict(
+    vms=dict(type='list', elements='dict', required=True),
+    defaults=dict(type='dict', default={}),
+    exclusive=dict(type='bool', default=False),
+    **CONNECTION_ARGSPEC,
+)
+
+
+def merged_specs(items: List[Dict[str, Any]], defaults: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Each item over ``defaults``, validated like the vm module's own options; all errors at once."""
+    if 'name' in defaults:
+        raise FvError('defaults: name cannot have a default')
+    validator = ArgumentSpecValidator(VM_ITEM_ARGSPEC)
+    specs, errors = [], []
+    for index, item in enumerate(items):
+        merged = dict(defaults)
+        merged.update({k: v for k, v in item.items() if v is not None})
+        label = 'vms[%d]%s' % (index, ' (%s)' % item['name'] if item.get('name') else '')
+        result = validator.validate(merged)
+        if result.error_messages:
+            errors.extend('%s: %s' % (label, message) for message in result.error_messages)
+            continue
+        specs.append(result.validated_parameters)
+    names = [spec['name'] for spec in specs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        errors.append('vms: names listed more than once: %s' % ', '.join(duplicates))
+    if errors:
+        raise FvError('; '.join(errors))
+    return specs
+
+
+def reconcile(conn: Any, check_mode: bool, items: List[Dict[str, Any]], defaults: Dict[str, Any],
+              exclusive: bool) -> Dict[str, Any]:
+    specs = merged_specs(items, defaults)
+    service = VmService(conn, check_mode)
+    with mapped('listing domains'):
+        domains = {dom.name(): dom for dom in conn.listAllDomains(0)}
+    # Plan everything before changing anything: a bad spec fails the task with the host untouched.
+    plans = [service.prepare(spec, domains.get(spec['name']), known=True) for spec in specs]
+    if exclusive:
+        declared = {spec['name'] for spec in specs}
+        for name in sorted(set(domains) - declared):
+            with mapped('domain %r' % name):
+                owner = Document(domains[name].XMLDesc(0)).owner()
+            if owner == OWNER:
+                removal = dict(VM_ITEM_DEFAULTS, name=name, state='absent', remove_volumes=False)
+                plans.append(service.prepare(removal, domains[name], known=True))
+    results, before, after, warnings = [], {}, {}, []
+    for plan in plans:
+        result = service.converge(plan)
+        warnings.extend('%s: %s' % (plan.name, w) for w in result.pop('warnings'))
+        diff = result.pop('diff')
+        if result['changed']:
+            before[plan.name], after[plan.name] = diff['before'], diff['after']
+        results.append(dict(result, name=plan.name))
+    return {
+        'changed': any(r['changed'] for r in results),
+        'vms': results,
+        'removed': [p.name for p, r in zip(plans, results) if r['changed'] and p.params['state'] == 'absent'],
+        'reboot_required': sorted(r['name'] for r in results if r['reboot_required']),
+        'diff': {'before': before, 'after': after},
+        'warnings': warnings,
+    }
+
