@@ -29,7 +29,7 @@ class XMLError(ValueError):
 
 def _steps(path: str) -> List[Tuple[str, Optional[str], Optional[str]]]:
     steps = []
-    for part in path.strip('/').split('/'):
+    for part in re.findall(r'(?:\{[^}]*\}|[^/])+', path):  # a namespace URI may hold slashes
         match = _STEP.match(part)
         if not match:
             raise XMLError("bad XML path step %r in %r" % (part, path))
@@ -122,9 +122,11 @@ class Document:
 
     def remove(self, path: str, parent: Optional[ET.Element] = None) -> int:
         """Remove every element matching ``path``; returns how many were removed."""
-        steps = path.strip('/').rsplit('/', 1)
-        holders = [self.root if parent is None else parent] if len(steps) == 1 else self.findall(steps[0], parent)
-        tag, attr, value = _steps(steps[-1])[0]
+        steps = _steps(path)
+        holders = [self.root if parent is None else parent]
+        for tag, attr, value in steps[:-1]:
+            holders = [child for elem in holders for child in elem if _matches(child, tag, attr, value)]
+        tag, attr, value = steps[-1]
         removed = 0
         for holder in holders:
             for child in [c for c in holder if _matches(c, tag, attr, value)]:
