@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Dict, List
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -51,6 +52,7 @@ def merged_specs(items: List[Dict[str, Any]], defaults: Dict[str, Any]) -> List[
 
 def reconcile(conn: Any, check_mode: bool, items: List[Dict[str, Any]], defaults: Dict[str, Any],
               exclusive: bool) -> Dict[str, Any]:
+    started = time.monotonic()
     specs = merged_specs(items, defaults)
     service = VmService(conn, check_mode)
     with mapped('listing domains'):
@@ -80,5 +82,6 @@ def reconcile(conn: Any, check_mode: bool, items: List[Dict[str, Any]], defaults
         'reboot_required': sorted(r['name'] for r in results if r['reboot_required']),
         'diff': {'before': before, 'after': after},
         'warnings': warnings,
+        'elapsed': round(time.monotonic() - started, 3),
     }
 

@@ -100,6 +100,11 @@ reboot_required:
   returned: always
   type: list
   elements: str
+elapsed:
+  description: Seconds the module spent reconciling (after connecting), for performance reports.
+  returned: always
+  type: float
+  sample: 0.412
 '''
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._module import run_module
