@@ -503,7 +503,10 @@ class VmService:
 
     def _check_volumes(self, plan: Plan) -> None:
         for disk in plan.desired.get('disks', []):
-            vol = self.volumes.lookup(disk['pool'], disk['name'])
+            try:
+                vol = self.volumes.lookup(disk['pool'], disk['name'])
+            except FvError as exc:
+                raise FvError('vm %s: disk %s: %s' % (plan.name, disk['name'], exc))
             if vol is not None:
                 disk['_path'] = vol.path()
                 disk['_format'] = Document(vol.XMLDesc(0)).attr('target/format', 'type')

@@ -112,7 +112,7 @@ def test_absent_keeps_volumes_unless_asked(conn):
     (dict(memory='lots'), 'memory: expected a size'),
     (dict(vcpus=0), 'vcpus must be 1 or more'),
     (dict(disks=[{'pool': 'vms', 'name': 'nothing-here'}]), 'does not exist; give size or source'),
-    (dict(disks=[{'pool': 'nopool', 'size': 1}]), "storage pool 'nopool' does not exist"),
+    (dict(disks=[{'pool': 'nopool', 'size': 1}]), "vm bad: disk bad-0: storage pool 'nopool' does not exist"),
     (dict(interfaces=[{'network': 'lab', 'bridge': 'br0'}]), 'exactly one of network or bridge'),
     (dict(interfaces=[{'network': 'lab', 'mac': 'zz'}]), 'invalid MAC'),
 ])
