@@ -12,6 +12,7 @@ active network is only recreated (destroy, define, start) when the user says ``r
 from __future__ import annotations
 
 import ipaddress
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -217,6 +218,10 @@ def normalize_dhcp(value: Dict[str, Any], _context: Dict[str, Any]) -> Dict[str,
     return result
 
 
+def _range_key(item: Dict[str, Any]) -> Tuple[str, str]:
+    return item['start'], item['end']
+
+
 def _host_equal(desired: Dict[str, Any], actual: Dict[str, Any]) -> bool:
     """Equal if mac and ip match; a name is compared only when declared."""
     return (desired.get('mac') == actual.get('mac') and desired['ip'] == actual.get('ip')
@@ -226,8 +231,7 @@ def _host_equal(desired: Dict[str, Any], actual: Dict[str, Any]) -> bool:
 def dhcp_equal(desired: Dict[str, Any], actual: Optional[Dict[str, Any]]) -> bool:
     actual = actual or {'ranges': [], 'hosts': []}
     if 'ranges' in desired:
-        key = lambda r: (r['start'], r['end'])  # noqa: E731
-        if sorted(map(key, desired['ranges'])) != sorted(map(key, actual['ranges'])):
+        if sorted(map(_range_key, desired['ranges'])) != sorted(map(_range_key, actual['ranges'])):
             return False
     if 'hosts' in desired:
         have = {_host_key(h): h for h in actual['hosts']}
@@ -252,8 +256,10 @@ def _host_xml(host: Dict[str, Any]) -> Any:
 
 
 def write_dhcp(doc: Document, dhcp: Dict[str, Any]) -> None:
-    if 'ranges' not in dhcp and 'hosts' not in dhcp:
-        return
+    if _ipv4_elem(doc) is None:
+        if dhcp.get('ranges') or dhcp.get('hosts'):
+            raise FvError('dhcp needs ip')
+        return  # no addresses, so nothing to remove either
     path = _ipv4_path(doc) + '/dhcp'
     holder = doc.ensure(path)
     if 'ranges' in dhcp:
@@ -271,7 +277,7 @@ def write_dhcp(doc: Document, dhcp: Dict[str, Any]) -> None:
                 new = element('range', start=start, end=end)
                 if first_host is not None:  # ranges before hosts, as libvirt writes them
                     holder.insert(list(holder).index(first_host), new)
-                    new.tail = first_host.tail if first_host.tail else None
+                    new.tail = holder.text if holder.text and not holder.text.strip() else None
                 else:
                     doc.append(path, new)
     if 'hosts' in dhcp:
@@ -437,13 +443,13 @@ def validate(name: str, params: Dict[str, Any], desired: Dict[str, Any], doc: Do
         start, end = ipaddress.IPv4Address(item['start']), ipaddress.IPv4Address(item['end'])
         if start not in subnet or end not in subnet:
             raise FvError('network %r: dhcp range %s-%s is not inside %s' % (name, start, end, subnet))
-        if start <= ipaddress.IPv4Address(ip) <= end:
+        if item in (declared_dhcp.get('ranges') or []) and start <= ipaddress.IPv4Address(ip) <= end:
             raise FvError('network %r: dhcp range %s-%s contains the network\'s own address %s'
                           % (name, start, end, ip))
     for host in declared_dhcp.get('hosts') or []:
         if ipaddress.IPv4Address(host['ip']) not in subnet:
-            raise FvError('network %r: dhcp host %s: %s is not inside %s' % (name, _describe_host(host),
-                                                                              host['ip'], subnet))
+            raise FvError('network %r: dhcp host %s: %s is not inside %s'
+                          % (name, _describe_host(host), host['ip'], subnet))
 
 
 # ---- the service --------------------------------------------------------------------------------
@@ -454,6 +460,7 @@ class NetworkPlan:
     doc: Optional[Document] = None          # the current definition
     active: bool = False
     persistent: bool = False
+    autostart: bool = False
     desired: Dict[str, Any] = field(default_factory=dict)
     differences: List[Difference] = field(default_factory=list)
     planned: Optional[Document] = None      # the definition after the run
@@ -489,6 +496,7 @@ class NetworkService:
             with mapped('network %r' % name):
                 plan.active = bool(plan.net.isActive())
                 plan.persistent = bool(plan.net.isPersistent())
+                plan.autostart = bool(plan.net.autostart())
                 plan.doc = network_xml(plan.net)
         if params.get('state') == 'absent':
             return plan
@@ -498,8 +506,8 @@ class NetworkService:
             raise FvError('network %r: %s' % (name, exc))
         if plan.net is None:
             plan.desired.setdefault('mode', _OPTION['mode'].create_default)
-            if 'ip' in plan.desired:
-                plan.desired.setdefault('prefix', DEFAULT_PREFIX)
+        if 'ip' in plan.desired and (plan.doc is None or read_ip(plan.doc) is None):
+            plan.desired.setdefault('prefix', DEFAULT_PREFIX)  # a new address without a prefix
         differences = compare(NETWORK_OPTIONS, plan.desired, plan.doc)
         names = {d.option.name for d in differences}
         if 'mode' in names and 'bridge' in plan.desired and 'bridge' not in names:
@@ -525,7 +533,7 @@ class NetworkService:
             return self._remove(plan, changes)
         warnings: List[str] = []
         recreate_required = pending = False
-        before = self._side(plan, plan.doc, plan.active if plan.net is not None else None, plan.net)
+        before = self._side(plan, plan.doc, plan.active, plan.autostart)
         net, active = plan.net, plan.active
         if net is None:
             net = self._define(plan.planned, 'define network %s' % name, name, changes)
@@ -553,7 +561,7 @@ class NetworkService:
                 if plan.dhcp is not None and not addressing:
                     self._update_dhcp(net, plan, active, changes)
         autostart = params.get('autostart')
-        if autostart is not None and (plan.net is None or bool(plan.net.autostart()) != autostart):
+        if autostart is not None and autostart != plan.autostart:
             self._act(changes, 'set autostart of network %s to %s' % (name, autostart), name, 'autostart',
                       net.setAutostart if net is not None else None, int(autostart))
         start = params['state'] == 'active' or (params['state'] == 'present' and plan.net is None)
@@ -566,17 +574,14 @@ class NetworkService:
         else:
             with mapped('network %r' % name):
                 after_doc = network_xml(net)
-        after = self._side(plan, after_doc, active, net)
-        if autostart is not None:
-            after['autostart'] = autostart
+        after = self._side(plan, after_doc, active, plan.autostart if autostart is None else autostart)
         if net is not None and not self.check_mode:
             info = describe_network(net)
         else:
             info = {opt.name: opt.read(after_doc) for opt in NETWORK_OPTIONS if opt.read is not None}
             info.update({'name': name, 'uuid': plan.net.UUIDString() if plan.net is not None else None,
                          'active': active, 'persistent': True, 'owned': after_doc.owner() == OWNER,
-                         'autostart': bool(autostart if autostart is not None
-                                           else (plan.net is not None and plan.net.autostart()))})
+                         'autostart': plan.autostart if autostart is None else autostart})
         return {
             'changed': changes.changed, 'actions': changes.actions, 'recreate_required': recreate_required,
             'diff': {'before': before, 'after': after}, 'network': info, 'warnings': warnings,
@@ -604,20 +609,19 @@ class NetworkService:
             flags |= flag('VIR_NETWORK_UPDATE_AFFECT_LIVE', 1)
         index = _ipv4_index(plan.doc)
         where = ' (live and config)' if active else ' (config)'
-        import xml.etree.ElementTree as ET
         for command, section, elem, description in dhcp_commands(plan.dhcp.after, plan.dhcp.before):
             xml = ET.tostring(elem, encoding='unicode')
             self._act(changes, '%s of network %s%s' % (description, plan.name, where), plan.name, 'update DHCP',
                       net.update, commands[command], sections[section], index, xml, flags)
 
-    def _side(self, plan: NetworkPlan, doc: Optional[Document], active: Optional[bool], net: Any) -> Dict[str, Any]:
+    def _side(self, plan: NetworkPlan, doc: Optional[Document], active: bool, autostart: bool) -> Dict[str, Any]:
         """One side of the diff: the declared options as ``doc`` has them, and the state."""
-        if doc is None or active is None:
+        if doc is None:
             return {'state': 'absent'}
         side: Dict[str, Any] = view(NETWORK_OPTIONS, doc, list(plan.desired))
         side['state'] = 'active' if active else 'inactive'
-        if plan.params.get('autostart') is not None and net is not None and plan.net is not None:
-            side['autostart'] = bool(plan.net.autostart())
+        if plan.params.get('autostart') is not None:
+            side['autostart'] = autostart
         return side
 
     def _remove(self, plan: NetworkPlan, changes: Changes) -> Dict[str, Any]:
