@@ -35,8 +35,8 @@ options:
     default: [host, domains, networks, pools]
   query:
     description:
-      - A JMESPath expression evaluated over C({"host":..., "domains": [...], "networks": [...],
-        "pools": [...]}); its value is returned as RV(query_result).
+      - A JMESPath expression evaluated over the result (its keys V(host), V(domains), V(networks)
+        and V(pools)); its value is returned as RV(query_result).
     type: str
 '''
 
@@ -64,15 +64,15 @@ host:
   returned: when V(host) is gathered
   type: dict
   contains:
-    hostname: {description: Host name., type: str, returned: success}
-    libvirt_version: {description: libvirt version., type: str, returned: success}
-    hypervisor_version: {description: QEMU version., type: str, returned: success}
-    arch: {description: Host architecture., type: str, returned: success}
-    cpus: {description: Logical CPUs., type: int, returned: success}
-    memory_mib: {description: Memory in MiB., type: int, returned: success}
-    free_memory_mib: {description: Free memory in MiB., type: int, returned: success}
+    hostname: {description: "Host name.", type: str, returned: success}
+    libvirt_version: {description: "libvirt version.", type: str, returned: success}
+    hypervisor_version: {description: "QEMU version.", type: str, returned: success}
+    arch: {description: "Host architecture.", type: str, returned: success}
+    cpus: {description: "Logical CPUs.", type: int, returned: success}
+    memory_mib: {description: "Memory in MiB.", type: int, returned: success}
+    free_memory_mib: {description: "Free memory in MiB.", type: int, returned: success}
     virt_types: {description: "Guest architectures and the domain types each offers (C(qemu), C(kvm))", type: dict, returned: success}
-    kvm: {description: Whether KVM is offered for the host's architecture., type: bool, returned: success}
+    kvm: {description: "Whether KVM is offered for the host's architecture.", type: bool, returned: success}
   sample: {hostname: hv1, libvirt_version: 9.0.0, cpus: 2, memory_mib: 24000, free_memory_mib: 20000, kvm: true}
 domains:
   description: The domains, as M(firmvisor.hypervisor.vm_info) returns them.

@@ -15,7 +15,7 @@ description:
   - Updates edit the domain's existing definition in place. Only declared options are compared
     and written; everything else in the definition (devices you added by hand, C(<metadata>),
     libvirt's own defaults) is kept, so a second run reports no change.
-  - Each change is classified as C(live) (applied to the running VM now: autostart, added disks
+  - Each change is classified as C(live) (applied to the running VM now, such as autostart and added disks
     and interfaces, which are hot-plugged), C(next_boot) (kernel, initrd, cmdline, cloud-init
     seed) or C(restart) (vcpus, memory, machine, firmware, changed devices). O(apply_changes)
     decides whether a running VM is restarted for C(restart) changes.
@@ -248,16 +248,16 @@ vm:
   returned: always
   type: dict
   contains:
-    name: {description: Domain name., type: str, returned: success}
-    uuid: {description: Domain UUID., type: str, returned: success}
-    state: {description: Power state (running, stopped, paused, crashed, suspended)., type: str, returned: success}
-    vcpus: {description: Virtual CPUs., type: int, returned: success}
-    memory: {description: Memory in MiB., type: int, returned: success}
-    disks: {description: Disks (pool, name, path, device, bus, target, format, boot)., type: list, elements: dict, returned: success}
-    interfaces: {description: Interfaces (type, network, bridge, model, mac)., type: list, elements: dict, returned: success}
-    autostart: {description: Whether the domain starts with libvirtd., type: bool, returned: success}
-    owned: {description: Whether the domain carries this collection's ownership metadata., type: bool, returned: success}
-    console_log: {description: File that logs the serial console., type: str, returned: success}
+    name: {description: "Domain name.", type: str, returned: success}
+    uuid: {description: "Domain UUID.", type: str, returned: success}
+    state: {description: "Power state (running, stopped, paused, crashed, suspended).", type: str, returned: success}
+    vcpus: {description: "Virtual CPUs.", type: int, returned: success}
+    memory: {description: "Memory in MiB.", type: int, returned: success}
+    disks: {description: "Disks (pool, name, path, device, bus, target, format, boot).", type: list, elements: dict, returned: success}
+    interfaces: {description: "Interfaces (type, network, bridge, model, mac).", type: list, elements: dict, returned: success}
+    autostart: {description: "Whether the domain starts with libvirtd.", type: bool, returned: success}
+    owned: {description: "Whether the domain carries this collection's ownership metadata.", type: bool, returned: success}
+    console_log: {description: "File that logs the serial console.", type: str, returned: success}
   sample: {name: web1, state: running, vcpus: 1, memory: 128, owned: true}
 reboot_required:
   description: Changes were written that the running domain picks up only when restarted.

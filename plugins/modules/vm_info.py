@@ -28,7 +28,7 @@ options:
     type: str
   query:
     description:
-      - A JMESPath expression evaluated over C({"vms": [...]}); its value is returned as
+      - A JMESPath expression evaluated over the result (its key V(vms)); its value is returned as
         RV(query_result). Needs the jmespath library on the host running the module.
     type: str
 '''
@@ -56,7 +56,7 @@ vms:
   type: list
   elements: dict
 query_result:
-  description: The value of O(query) over C({"vms": [...]}).
+  description: The value of O(query) over the result.
   returned: when O(query) is given
   type: raw
 '''

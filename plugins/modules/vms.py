@@ -13,7 +13,7 @@ version_added: 0.1.0
 description:
   - Converges a list of VM specs over one libvirt connection, in one task. Each spec takes the
     options of M(firmvisor.hypervisor.vm) (except the connection options), over O(defaults).
-  - Every spec is validated, and every domain read and planned, before any change is made: a bad
+  - Every spec is validated, and every domain read and planned, before any change is made, so a bad
     spec fails the task and leaves the host as it was.
   - With O(exclusive=true), domains that carry this collection's ownership metadata and are not
     listed are removed (their volumes are kept). Domains without that metadata are never touched.
@@ -84,12 +84,12 @@ vms:
   type: list
   elements: dict
   contains:
-    name: {description: VM name., type: str, returned: always}
-    changed: {description: Whether this VM changed., type: bool, returned: always}
-    actions: {description: What was done to it., type: list, elements: str, returned: always}
-    reboot_required: {description: As in M(firmvisor.hypervisor.vm)., type: bool, returned: always}
-    changes: {description: Changed options and how they apply., type: dict, returned: always}
-    vm: {description: The domain as M(firmvisor.hypervisor.vm) returns it., type: dict, returned: always}
+    name: {description: "VM name.", type: str, returned: always}
+    changed: {description: "Whether this VM changed.", type: bool, returned: always}
+    actions: {description: "What was done to it.", type: list, elements: str, returned: always}
+    reboot_required: {description: "As in M(firmvisor.hypervisor.vm).", type: bool, returned: always}
+    changes: {description: "Changed options and how they apply.", type: dict, returned: always}
+    vm: {description: "The domain as M(firmvisor.hypervisor.vm) returns it.", type: dict, returned: always}
 removed:
   description: Names of the domains removed.
   returned: always

@@ -102,13 +102,13 @@ volume:
   returned: always
   type: dict
   contains:
-    name: {description: Volume name., type: str, returned: success}
-    pool: {description: Pool name., type: str, returned: success}
-    path: {description: Path on the hypervisor., type: str, returned: success}
-    format: {description: Format., type: str, returned: success}
-    capacity: {description: Capacity in bytes., type: int, returned: success}
-    allocation: {description: Allocated bytes., type: int, returned: success}
-    backing: {description: Path of the backing image, if any., type: str, returned: success}
+    name: {description: "Volume name.", type: str, returned: success}
+    pool: {description: "Pool name.", type: str, returned: success}
+    path: {description: "Path on the hypervisor.", type: str, returned: success}
+    format: {description: "Format.", type: str, returned: success}
+    capacity: {description: "Capacity in bytes.", type: int, returned: success}
+    allocation: {description: "Allocated bytes.", type: int, returned: success}
+    backing: {description: "Path of the backing image, if any.", type: str, returned: success}
 actions:
   description: What was done (or would be done, in check mode).
   returned: always

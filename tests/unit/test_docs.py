@@ -1,0 +1,62 @@
+# -*- coding: utf-8 -*-
+"""Each module's DOCUMENTATION matches its argument spec, as ansible-test's validate-modules checks
+(it cannot run here: it bootstraps pip from outside). Also EXAMPLES and RETURN parse."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import pytest
+import yaml
+
+from ansible_collections.firmvisor.hypervisor.plugins.doc_fragments.connection import ModuleDocFragment
+
+MODULES_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'plugins', 'modules')
+MODULES = sorted(name[:-3] for name in os.listdir(MODULES_DIR) if name.endswith('.py') and name != '__init__.py')
+
+
+def captured_argspec(module):
+    """Run the module's main() with run_module replaced, to see the spec it builds."""
+    seen = {}
+
+    def fake_run_module(argument_spec, handler, **kwargs):
+        seen['spec'], seen['kwargs'] = argument_spec, kwargs
+    module.run_module = fake_run_module
+    module.main()
+    return seen['spec']
+
+
+def compare(doc_options, spec, where):
+    assert sorted(doc_options) == sorted(spec), '%s: documented %s, argspec %s' % (where, sorted(doc_options), sorted(spec))
+    for name, doc in doc_options.items():
+        arg = spec[name]
+        here = '%s.%s' % (where, name)
+        assert doc.get('type', 'str') == arg.get('type', 'str'), here + ': type'
+        assert doc.get('required', False) == arg.get('required', False), here + ': required'
+        assert doc.get('default') == arg.get('default'), here + ': default'
+        assert doc.get('choices') == arg.get('choices'), here + ': choices'
+        assert doc.get('elements') == arg.get('elements'), here + ': elements'
+        assert bool(doc.get('no_log')) is False  # no_log is never documented as an option key
+        assert doc.get('description'), here + ': description'
+        if 'options' in arg or 'suboptions' in doc:
+            compare(doc.get('suboptions', {}), arg.get('options', {}), here)
+
+
+@pytest.mark.parametrize('name', MODULES)
+def test_documentation_matches_argspec(name):
+    module = importlib.import_module('ansible_collections.firmvisor.hypervisor.plugins.modules.' + name)
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    assert doc['module'] == name and doc['short_description'] and doc['version_added']
+    options = dict(doc.get('options') or {})
+    if 'firmvisor.hypervisor.connection' in doc.get('extends_documentation_fragment', []):
+        options.update(yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options'])
+    compare(options, captured_argspec(module), name)
+    assert yaml.safe_load(module.EXAMPLES)
+    returns = yaml.safe_load(module.RETURN)
+    assert all(value.get('description') and value.get('returned') for value in returns.values())
+
+
+def test_every_module_is_in_the_action_group():
+    runtime = yaml.safe_load(open(os.path.join(MODULES_DIR, '..', '..', 'meta', 'runtime.yml')))
+    assert sorted(runtime['action_groups']['libvirt']) == MODULES
