@@ -18,14 +18,17 @@ description:
   - O(query), a JMESPath expression over the result, picks out what a play needs without another
     collection's filters.
 author:
-  - firmvisor developers
+  - firmvisor developers (@firmvisor)
 extends_documentation_fragment:
   - firmvisor.hypervisor.connection
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   gather:
     description: Which parts to read; fewer parts answer faster on a busy host.

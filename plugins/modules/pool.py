@@ -25,13 +25,14 @@ author:
   - firmvisor developers (@firmvisor)
 extends_documentation_fragment:
   - firmvisor.hypervisor.connection
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
+  platform:
+    platforms: posix
 options:
   name:
     description: Name of the pool.

@@ -24,14 +24,17 @@ description:
   - A serial console is created with new domains; its output is logged to
     C(/var/log/libvirt/qemu/<name>-serial.log) (returned as RV(vm.console_log)), truncated at each start.
 author:
-  - firmvisor developers
+  - firmvisor developers (@firmvisor)
 extends_documentation_fragment:
   - firmvisor.hypervisor.connection
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
+  platform:
+    platforms: posix
 options:
   name:
     description: Name of the domain.

@@ -14,14 +14,17 @@ description:
   - Returns one domain (O(name)) or all domains of the hypervisor, in the same shape as
     M(firmvisor.hypervisor.vm) returns them, and optionally a JMESPath O(query) over the result.
 author:
-  - firmvisor developers
+  - firmvisor developers (@firmvisor)
 extends_documentation_fragment:
   - firmvisor.hypervisor.connection
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   name:
     description: Only this domain. Without it, all domains. A missing domain gives an empty RV(vms).

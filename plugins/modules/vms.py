@@ -18,14 +18,17 @@ description:
   - With O(exclusive=true), domains that carry this collection's ownership metadata and are not
     listed are removed (their volumes are kept). Domains without that metadata are never touched.
 author:
-  - firmvisor developers
+  - firmvisor developers (@firmvisor)
 extends_documentation_fragment:
   - firmvisor.hypervisor.connection
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
+  platform:
+    platforms: posix
 options:
   vms:
     description:

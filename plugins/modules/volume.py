@@ -16,14 +16,17 @@ description:
   - An existing volume is never re-imported. It grows to O(size) but never shrinks.
   - O(state=absent) deletes the volume and its data.
 author:
-  - firmvisor developers
+  - firmvisor developers (@firmvisor)
 extends_documentation_fragment:
   - firmvisor.hypervisor.connection
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
+  platform:
+    platforms: posix
 options:
   pool:
     description: The storage pool (it must exist and be active).

@@ -60,3 +60,20 @@ def test_documentation_matches_argspec(name):
 def test_every_module_is_in_the_action_group():
     runtime = yaml.safe_load(open(os.path.join(MODULES_DIR, '..', '..', 'meta', 'runtime.yml')))
     assert sorted(runtime['action_groups']['libvirt']) == MODULES
+
+
+@pytest.mark.parametrize('name', MODULES)
+def test_ansible_doc_renders(name):
+    """ansible-doc itself (with the doc fragments merged) renders the module."""
+    import json
+    import subprocess
+    import sys
+    import ansible_collections.firmvisor.hypervisor as collection
+    collections_path = os.path.dirname(os.path.dirname(os.path.dirname(list(collection.__path__)[0])))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path)
+    ansible_doc = os.path.join(os.path.dirname(sys.executable), 'ansible-doc')
+    proc = subprocess.run([ansible_doc, '--json', 'firmvisor.hypervisor.' + name], env=env,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)['firmvisor.hypervisor.' + name]['doc']
+    assert 'uri' in doc['options'] and doc['attributes']['check_mode']['support'] == 'full'
