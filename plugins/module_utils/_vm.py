@@ -24,7 +24,7 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt impo
     CONNECTION_ARGSPEC, flag, libvirt, lookup_domain, mapped,
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._reconcile import (
-    Difference, apply, compare, desired_values, diff_dict, strongest,
+    Difference, apply, compare, desired_values, strongest,
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._spec import (
     LIVE, NEXT_BOOT, RESTART, Option, argspec, attr_option, text_option, view,
@@ -308,6 +308,22 @@ def write_firmware(doc: Document, firmware: str) -> None:
             doc.remove(path)
 
 
+QEMU_NS = 'http://libvirt.org/schemas/domain/qemu/1.0'
+
+
+def read_qemu_args(doc: Document) -> List[str]:
+    return [arg.get('value', '') for arg in doc.findall('{%s}commandline/{%s}arg' % (QEMU_NS, QEMU_NS))]
+
+
+def write_qemu_args(doc: Document, args: List[str]) -> None:
+    doc.remove('{%s}commandline' % QEMU_NS)
+    if args:
+        doc.namespaces.setdefault('qemu', QEMU_NS)
+        commandline = doc.append('.', element('{%s}commandline' % QEMU_NS))
+        for value in args:
+            sub(commandline, '{%s}arg' % QEMU_NS, value=value)
+
+
 def positive(what: str):
     def check(value: Any, _context: Dict[str, Any]) -> int:
         if int(value) < 1:
@@ -335,6 +351,7 @@ VM_OPTIONS: List[Option] = [
            normalize=normalize_disks, equal=disks_equal, apply=disks_apply),
     Option('interfaces', type='list', elements='dict', suboptions=INTERFACE_SPEC, read=read_interfaces,
            write=write_interfaces, normalize=normalize_interfaces, equal=interfaces_equal, apply=interfaces_apply),
+    Option('qemu_args', type='list', elements='str', read=read_qemu_args, write=write_qemu_args),
     # Not part of the XML: converged by the service.
     Option('autostart', type='bool'),
     Option('cloud_init', type='dict', suboptions=CLOUD_INIT_SPEC),

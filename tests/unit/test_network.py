@@ -13,7 +13,6 @@ import re
 from typing import Any, Dict, List
 
 import pytest
-import yaml
 
 libvirt = pytest.importorskip('libvirt')
 
@@ -22,7 +21,6 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt impo
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._network import (  # noqa: E402
     NETWORK_ARGSPEC, NetworkService, describe_network, dhcp_commands,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.modules import network as network_module  # noqa: E402
 
 NODE = """<node>
   <network>
@@ -387,24 +385,3 @@ def test_libvirt_errors_name_the_network(conn):
 
 
 # ---- the module's documentation matches its argument spec ---------------------------------------
-def _check_doc(options: Dict[str, Any], spec: Dict[str, Any], where: str = '') -> None:
-    assert set(options) == set(spec), where
-    for name, doc in options.items():
-        arg = spec[name]
-        assert doc.get('type', 'str') == arg.get('type', 'str'), where + name
-        assert doc.get('choices') == arg.get('choices'), where + name
-        assert doc.get('default') == arg.get('default'), where + name
-        assert bool(doc.get('required')) == bool(arg.get('required')), where + name
-        assert doc.get('elements') == arg.get('elements'), where + name
-        assert doc.get('description'), where + name
-        if 'options' in arg or 'suboptions' in doc:
-            _check_doc(doc['suboptions'], arg['options'], where + name + '.')
-
-
-def test_documentation_matches_argspec():
-    doc = yaml.safe_load(network_module.DOCUMENTATION)
-    spec = {k: v for k, v in NETWORK_ARGSPEC.items() if k not in ('uri', 'connect_timeout')}
-    _check_doc(doc['options'], spec)
-    assert doc['extends_documentation_fragment'] == ['firmvisor.hypervisor.connection']
-    yaml.safe_load(network_module.EXAMPLES)
-    yaml.safe_load(network_module.RETURN)

@@ -155,3 +155,20 @@ def test_firmware_and_kernel_boot_are_written(conn):
     assert changed['changes'] == {'firmware': 'restart', 'cmdline': 'next_boot'}
     doc = Document(conn.lookupByName('k').XMLDesc(0))
     assert doc.attr('os', 'firmware') is None and doc.find('os/cmdline') is None
+
+
+
+def test_qemu_args_round_trip():
+    # The test driver does not know the qemu namespace: the XML edit is tested here, libvirt in molecule.
+    from ansible_collections.firmvisor.hypervisor.plugins.module_utils._vm import (
+        new_domain, read_qemu_args, write_qemu_args,
+    )
+    args = ['-netdev', 'user,id=mgmt,hostfwd=tcp:127.0.0.1:2222-:22', '-device', 'virtio-net-pci,netdev=mgmt,addr=0x10']
+    doc = new_domain('srv')
+    write_qemu_args(doc, args)
+    text = doc.tostring()
+    assert 'xmlns:qemu="http://libvirt.org/schemas/domain/qemu/1.0"' in text
+    again = Document(text)
+    assert read_qemu_args(again) == args
+    write_qemu_args(again, [])
+    assert read_qemu_args(again) == [] and 'commandline' not in again.tostring()
