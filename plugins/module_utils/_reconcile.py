@@ -64,16 +64,3 @@ def strongest(differences: Sequence[Difference]) -> Optional[str]:
         return None
     return max((d.apply for d in differences), key=_SEVERITY.__getitem__)
 
-
-def diff_dict(differences: Sequence[Difference], unchanged: Optional[Dict[str, Any]] = None) -> Dict[str, Dict[str, Any]]:
-    """Ansible's diff: before/after of the declared view (unchanged declared options on both sides)."""
-    before = dict(unchanged or {})
-    after = dict(unchanged or {})
-    for difference in differences:
-        name = difference.option.name
-        if difference.option.no_log:
-            before[name] = after[name] = 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'
-            continue
-        before[name] = difference.before
-        after[name] = difference.after
-    return {'before': before, 'after': after}
