@@ -1,0 +1,85 @@
+# firmvisor.hypervisor — developer and CI entry points. Nothing here prompts (CI has no terminal).
+#
+#   make setup     host packages + libvirtd, .venv, collection link, tiny test guest (idempotent)
+#   make unit      unit tests (pytest, no daemon)
+#   make lint      ansible-lint, production profile
+#   make molecule  Molecule scenario "default" against the local libvirtd
+#   make test      setup + unit + lint + molecule   (what .ci/run runs)
+#   make demo      setup + playbooks/demo.yml
+#   make bench     setup + tests/bench/run.sh
+#   make clean     remove .venv .collections .cache
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+.DELETE_ON_ERROR:
+.NOTPARALLEL:
+
+VENV        := $(CURDIR)/.venv
+COLLECTIONS := $(CURDIR)/.collections
+CACHE       := $(CURDIR)/.cache
+LINK        := $(COLLECTIONS)/ansible_collections/firmvisor/hypervisor
+
+# One environment for every target: the venv's tools first, the repo's ansible.cfg, the
+# collection through .collections (a link to this checkout), Ansible's state under .cache.
+export PATH                       := $(VENV)/bin:$(PATH)
+export VIRTUAL_ENV                := $(VENV)
+export ANSIBLE_CONFIG             := $(CURDIR)/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH   := $(COLLECTIONS)
+export ANSIBLE_PYTHON_INTERPRETER := $(VENV)/bin/python
+export ANSIBLE_HOME               := $(CACHE)/ansible
+export ANSIBLE_LOCAL_TEMP         := $(CACHE)/ansible/tmp
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_NO_INPUT               := 1
+export PYTHONDONTWRITEBYTECODE    := 1
+ifneq ($(strip $(CI)),)
+export ANSIBLE_NOCOLOR            := 1
+export ANSIBLE_FORCE_COLOR        := 0
+export NO_COLOR                   := 1
+export PY_COLORS                  := 0
+endif
+
+.PHONY: help setup host venv collection guest unit lint molecule test demo bench clean
+
+help:
+	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
+
+setup: host venv collection guest
+
+host:
+	@scripts/setup-host.sh
+
+venv: host
+	@scripts/setup-venv.sh
+
+collection:
+	@mkdir -p $(dir $(LINK)) $(CACHE)/ansible/tmp
+	@if [ -d $(LINK) ] && [ ! -L $(LINK) ]; then \
+	  echo "collection: $(LINK) is a directory, not a link (make clean)" >&2; exit 1; fi
+	@if [ "$$(readlink $(LINK) 2>/dev/null)" != "../../.." ]; then \
+	  ln -sfn ../../.. $(LINK) && echo "collection: $(LINK) -> $(CURDIR)"; \
+	else echo "collection: up to date ($(LINK))"; fi
+
+guest: host
+	@scripts/build-guest.sh
+
+unit: venv collection
+	pytest -q tests/unit
+
+lint: venv collection
+	ansible-lint --offline --profile production
+
+molecule: setup
+	molecule test -s default
+
+test: setup unit lint molecule
+
+demo: setup
+	ansible-playbook playbooks/demo.yml
+
+bench: setup
+	tests/bench/run.sh
+
+clean:
+	rm -rf $(VENV) $(COLLECTIONS) $(CACHE)
