@@ -13,8 +13,9 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt impo
 
 
 def run_module(argument_spec: Dict[str, Any], handler: Callable[[Any, AnsibleModule], Dict[str, Any]],
-               **module_kwargs: Any) -> None:
-    """Build the module, open the connection, run ``handler(conn, module)`` and exit with its result.
+               needs_libvirt: bool = True, **module_kwargs: Any) -> None:
+    """Build the module, open the connection (unless the module needs none), run
+    ``handler(conn, module)`` and exit with its result.
 
     The handler returns ``changed`` and, where it has them, ``diff`` and ``warnings``; every
     FvError becomes a failure whose message names the object and the cause.
@@ -22,7 +23,8 @@ def run_module(argument_spec: Dict[str, Any], handler: Callable[[Any, AnsibleMod
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, **module_kwargs)
     conn = None
     try:
-        conn = connect(module.params['uri'], module.params['connect_timeout'])
+        if needs_libvirt:
+            conn = connect(module.params['uri'], module.params['connect_timeout'])
         result = handler(conn, module)
     except FvError as exc:
         module.fail_json(msg=str(exc))

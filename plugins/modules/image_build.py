@@ -1,0 +1,113 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: firmvisor developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: image_build
+short_description: Build the firmvisor embedded hypervisor image, unless it is current
+version_added: 0.1.0
+description:
+  - Builds the embedded image from Debian packages through the build machine's own apt sources
+    (a raw GPT disk image with a boot partition for UEFI and BIOS, slots A and B and a state
+    partition; the same system as a bootable ISO; the slot's squashfs, kernel and initrd) and writes
+    C(manifest.json) beside them with the version, the inputs' digest, every package with its
+    version and the sha256 of every artifact.
+  - The inputs are the version, the package list and the candidate version of each package in the
+    build machine's apt sources, the apt sources and every build file. When the manifest in O(dest)
+    records the same inputs and the artifacts are unchanged, nothing is built (C(changed=false)).
+  - Usually called by the C(firmvisor.hypervisor.image) role, which also prints progress.
+  - Runs as root on a Debian build machine with mmdebstrap, squashfs-tools, GRUB (grub-pc-bin,
+    grub-efi-amd64-bin), mtools, dosfstools, e2fsprogs, fdisk, xorriso and busybox-static.
+author:
+  - firmvisor developers (@firmvisor)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  dest:
+    description: Directory of the artifacts and the manifest.
+    type: path
+    required: true
+  files:
+    description: The build files (scripts, package list, root filesystem overlay); the role passes its own.
+    type: path
+    required: true
+  version:
+    description: Image version, written into the image and the manifest.
+    type: str
+    default: 0.1.0
+  packages:
+    description: The package list, instead of the role's C(packages.list).
+    type: list
+    elements: str
+  extra_packages:
+    description: Packages added to the package list.
+    type: list
+    elements: str
+    default: []
+  apt_sources:
+    description:
+      - apt source files (one-line or deb822) to build from. Defaults to the build machine's own
+        (C(/etc/apt/sources.list) and C(/etc/apt/sources.list.d/)); no mirror is built in.
+    type: list
+    elements: path
+  iso:
+    description: Also build the bootable ISO (virtual media, live or installer).
+    type: bool
+    default: true
+  force:
+    description: Build even when the image is current.
+    type: bool
+    default: false
+  work_dir:
+    description: Scratch directory of the build. Defaults to C(<dest>/.work); it is removed after a build.
+    type: path
+'''
+
+EXAMPLES = r'''
+- name: Build (or keep) the image
+  firmvisor.hypervisor.image_build:
+    dest: /var/lib/firmvisor/images/0.1.0
+    files: "{{ role_path }}/files"
+    extra_packages: [tcpdump]
+  register: image
+'''
+
+RETURN = r'''
+reason:
+  description: Why the image was (or would be) built, or C(current).
+  returned: always
+  type: str
+  sample: inputs changed
+manifest:
+  description: The manifest (in check mode with a build pending, only the inputs).
+  returned: always
+  type: dict
+  contains:
+    version: {description: "Image version.", type: str, returned: success}
+    inputs: {description: "The inputs and their digest.", type: dict, returned: always}
+    packages: {description: "Installed packages and their versions.", type: dict, returned: success}
+    artifacts: {description: "Each artifact's size, mtime and sha256.", type: dict, returned: success}
+    steps: {description: "The build steps and their seconds.", type: list, elements: dict, returned: success}
+'''
+
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils._image import IMAGE_ARGSPEC, ensure_image
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils._module import run_module
+
+
+def main():
+    run_module(IMAGE_ARGSPEC, lambda _conn, module: ensure_image(module.params, module.check_mode), needs_libvirt=False)
+
+
+if __name__ == '__main__':
+    main()
