@@ -82,7 +82,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 v=$("$VENV/bin/python" -c 'import libvirt; print(libvirt.getVersion())') ||
   die "import libvirt failed in $VENV"
 log "libvirt-python OK (libvirt.getVersion() = $v)"
-"$VENV/bin/ansible" --version | head -n1
+v=$("$VENV/bin/ansible" --version) || die "ansible does not run in $VENV"
+log "${v%%$'\n'*}"
 
 echo "$key" >"$STAMP"
 log "done: $VENV"
