@@ -27,7 +27,6 @@ export PATH                       := $(VENV)/bin:$(PATH)
 export VIRTUAL_ENV                := $(VENV)
 export ANSIBLE_CONFIG             := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH   := $(COLLECTIONS)
-export ANSIBLE_PYTHON_INTERPRETER := $(VENV)/bin/python
 export ANSIBLE_HOME               := $(CACHE)/ansible
 export ANSIBLE_LOCAL_TEMP         := $(CACHE)/ansible/tmp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

@@ -352,6 +352,9 @@ VM_OPTIONS: List[Option] = [
     Option('interfaces', type='list', elements='dict', suboptions=INTERFACE_SPEC, read=read_interfaces,
            write=write_interfaces, normalize=normalize_interfaces, equal=interfaces_equal, apply=interfaces_apply),
     Option('qemu_args', type='list', elements='str', read=read_qemu_args, write=write_qemu_args),
+    # Ownership scope in <metadata>: `vms` with exclusive removes only owned domains of its scope.
+    Option('scope', read=lambda doc: doc.get_meta('scope'), write=lambda doc, value: doc.set_meta('scope', value),
+           apply=lambda _desired, _actual: LIVE),
     # Not part of the XML: converged by the service.
     Option('autostart', type='bool'),
     Option('cloud_init', type='dict', suboptions=CLOUD_INIT_SPEC),

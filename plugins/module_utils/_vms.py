@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import FvError
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt import CONNECTION_ARGSPEC, mapped
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt import CONNECTION_ARGSPEC, flag, mapped
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._vm import OWNER, VM_ARGSPEC, VmService
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document
 
@@ -22,12 +22,15 @@ VMS_ARGSPEC = dict(
     vms=dict(type='list', elements='dict', required=True),
     defaults=dict(type='dict', default={}),
     exclusive=dict(type='bool', default=False),
+    scope=dict(type='str'),
     **CONNECTION_ARGSPEC,
 )
 
 
-def merged_specs(items: List[Dict[str, Any]], defaults: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """Each item over ``defaults``, validated like the vm module's own options; all errors at once."""
+def merged_specs(items: List[Dict[str, Any]], defaults: Dict[str, Any],
+                 scope: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Each item over ``defaults`` (and the task's scope), validated like the vm module's own
+    options; all errors at once."""
     if 'name' in defaults:
         raise FvError('defaults: name cannot have a default')
     validator = ArgumentSpecValidator(VM_ITEM_ARGSPEC)
@@ -35,6 +38,8 @@ def merged_specs(items: List[Dict[str, Any]], defaults: Dict[str, Any]) -> List[
     for index, item in enumerate(items):
         merged = dict(defaults)
         merged.update({k: v for k, v in item.items() if v is not None})
+        if scope is not None:
+            merged['scope'] = scope
         label = 'vms[%d]%s' % (index, ' (%s)' % item['name'] if item.get('name') else '')
         result = validator.validate(merged)
         if result.error_messages:
@@ -51,9 +56,9 @@ def merged_specs(items: List[Dict[str, Any]], defaults: Dict[str, Any]) -> List[
 
 
 def reconcile(conn: Any, check_mode: bool, items: List[Dict[str, Any]], defaults: Dict[str, Any],
-              exclusive: bool) -> Dict[str, Any]:
+              exclusive: bool, scope: Optional[str] = None) -> Dict[str, Any]:
     started = time.monotonic()
-    specs = merged_specs(items, defaults)
+    specs = merged_specs(items, defaults, scope)
     service = VmService(conn, check_mode)
     with mapped('listing domains'):
         domains = {dom.name(): dom for dom in conn.listAllDomains(0)}
@@ -63,8 +68,8 @@ def reconcile(conn: Any, check_mode: bool, items: List[Dict[str, Any]], defaults
         declared = {spec['name'] for spec in specs}
         for name in sorted(set(domains) - declared):
             with mapped('domain %r' % name):
-                owner = Document(domains[name].XMLDesc(0)).owner()
-            if owner == OWNER:
+                doc = Document(domains[name].XMLDesc(flag('VIR_DOMAIN_XML_INACTIVE')))
+            if doc.owner() == OWNER and (scope is None or doc.get_meta('scope') == scope):
                 removal = dict(VM_ITEM_DEFAULTS, name=name, state='absent', remove_volumes=False)
                 plans.append(service.prepare(removal, domains[name], known=True))
     results, before, after, warnings = [], {}, {}, []

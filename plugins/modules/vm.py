@@ -154,6 +154,11 @@ options:
         V(virtio-net-pci,netdev=mgmt,addr=0x10)). V([]) removes them. Needs a restart.
     type: list
     elements: str
+  scope:
+    description:
+      - An ownership scope written into the domain's C(<metadata>); see
+        O(firmvisor.hypervisor.vms#module:scope).
+    type: str
   autostart:
     description: Start the domain when libvirtd starts.
     type: bool

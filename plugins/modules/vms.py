@@ -15,8 +15,9 @@ description:
     options of M(firmvisor.hypervisor.vm) (except the connection options), over O(defaults).
   - Every spec is validated, and every domain read and planned, before any change is made, so a bad
     spec fails the task and leaves the host as it was.
-  - With O(exclusive=true), domains that carry this collection's ownership metadata and are not
-    listed are removed (their volumes are kept). Domains without that metadata are never touched.
+  - With O(exclusive=true), domains that carry this collection's ownership metadata (and O(scope),
+    when given) and are not listed are removed (their volumes are kept). Domains without that
+    metadata are never touched.
 author:
   - firmvisor developers (@firmvisor)
 extends_documentation_fragment:
@@ -44,9 +45,16 @@ options:
     default: {}
   exclusive:
     description:
-      - Remove the domains owned by this collection that O(vms) does not list.
+      - Remove the domains owned by this collection that O(vms) does not list (of O(scope) only,
+        when it is given).
     type: bool
     default: false
+  scope:
+    description:
+      - An ownership scope (a name for this set of VMs) written into every listed VM's ownership
+        metadata. With O(exclusive=true), only owned domains of this scope are removed, so several
+        plays (or teams) can each keep their own set exclusive on one host.
+    type: str
 seealso:
   - module: firmvisor.hypervisor.vm
 '''
@@ -116,7 +124,8 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils._vms import V
 
 def main():
     run_module(VMS_ARGSPEC, lambda conn, module: reconcile(
-        conn, module.check_mode, module.params['vms'], module.params['defaults'], module.params['exclusive']))
+        conn, module.check_mode, module.params['vms'], module.params['defaults'], module.params['exclusive'],
+        module.params['scope']))
 
 
 if __name__ == '__main__':
