@@ -6,6 +6,7 @@
 #   make molecule  Molecule scenario "default" against the local libvirtd
 #   make test      setup + unit + lint + molecule   (what .ci/run runs)
 #   make demo      setup + playbooks/demo.yml
+#   make demo-clean  remove what make demo made
 #   make bench     setup + tests/bench/run.sh
 #   make clean     remove .venv .collections .cache
 
@@ -39,7 +40,7 @@ export NO_COLOR                   := 1
 export PY_COLORS                  := 0
 endif
 
-.PHONY: help setup host venv collection guest unit lint molecule test demo bench clean
+.PHONY: help setup host venv collection guest unit lint molecule test demo demo-clean bench clean
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -76,6 +77,9 @@ test: setup unit lint molecule
 
 demo: setup
 	ansible-playbook playbooks/demo.yml
+
+demo-clean: venv collection
+	ansible-playbook playbooks/demo_clean.yml
 
 bench: setup
 	tests/bench/run.sh
