@@ -462,6 +462,9 @@ class Plan:
     desired: Dict[str, Any] = field(default_factory=dict)
     differences: List[Difference] = field(default_factory=list)
     seed: Optional[Tuple[str, Dict[str, str], str]] = None  # (pool, files, digest)
+    # Power state and autostart as read once when planning (None for a new domain).
+    state: Optional[int] = None
+    autostart: Optional[bool] = None
 
     @property
     def name(self) -> str:
@@ -479,16 +482,20 @@ class VmService:
         self._virt_type: Optional[str] = None
 
     # -- planning (reads only) --
-    def prepare(self, params: Dict[str, Any], dom: Any = None, known: bool = False) -> Plan:
-        """Validate ``params`` and read the domain. ``known`` says ``dom`` was looked up already."""
+    def prepare(self, params: Dict[str, Any], dom: Any = None, known: bool = False,
+                facts: Optional[Tuple[int, bool]] = None) -> Plan:
+        """Validate ``params`` and read the domain. ``known`` says ``dom`` was looked up already;
+        ``facts`` are its (state, autostart) when the caller read them in bulk."""
         name = params['name']
         if not known:
             dom = lookup_domain(self.conn, name)
         plan = Plan(params=params, dom=dom, doc=None)
         if params.get('state') == 'absent':
             return plan
-        with mapped('domain %r' % name):
-            plan.doc = Document(dom.XMLDesc(flag('VIR_DOMAIN_XML_INACTIVE'))) if dom is not None else None
+        if dom is not None:
+            with mapped('domain %r' % name):
+                plan.doc = Document(dom.XMLDesc(flag('VIR_DOMAIN_XML_INACTIVE')))
+                plan.state, plan.autostart = facts or (dom.state()[0], bool(dom.autostart()))
         context = {'name': name, 'default_pool': _first_pool(params)}
         try:
             plan.desired = desired_values(VM_OPTIONS, params, context)
@@ -559,8 +566,9 @@ class VmService:
         changes.actions.extend(self.volumes_changes.actions[vol_start:])
 
         dom = plan.dom
-        active = dom is not None and dom.isActive()
-        before = self._diff_side(plan, plan.doc, dom)
+        active = plan.state not in (None, _SHUTOFF, _CRASHED)
+        current = _SHUTOFF if plan.state is None else plan.state
+        before = self._diff_side(plan)
         doc = plan.doc if plan.doc is not None else new_domain(name)
         if plan.differences or plan.doc is None:
             apply(doc, plan.differences)
@@ -577,13 +585,14 @@ class VmService:
                     reboot_required = True
                 if needs == RESTART and params['apply_changes'] == 'restart' and params['state'] != 'stopped':
                     self._restart(dom, params, changes)
-                    reboot_required = False
-        if params.get('autostart') is not None and (dom is None or bool(dom.autostart()) != params['autostart']):
+                    current, reboot_required = _RUNNING, False
+        if params.get('autostart') is not None and bool(plan.autostart) != params['autostart']:
             with mapped('vm %s: autostart' % name):
                 changes.act('set autostart of %s to %s' % (name, params['autostart']),
                             dom.setAutostart if dom is not None else None, int(params['autostart']))
-        self._power(dom, params, changes)
-        after = self._diff_view(plan, doc)
+        self._power(dom, params, changes, current)
+        after = self._diff_view(plan, doc) if changes.changed else {k: v for k, v in before.items()
+                                                                     if k not in ('state', 'autostart')}
         after['state'] = params['state'] if params['state'] != 'present' else before.get('state', 'stopped')
         if after['state'] == 'absent':
             after['state'] = 'stopped'
@@ -594,20 +603,21 @@ class VmService:
             'changes': {d.option.name: d.apply for d in plan.differences},
             'diff': {'before': before, 'after': after}, 'warnings': warnings,
             'vm': (after if dom is None or self.check_mode
-                   else self.describe(dom, name, doc if not changes.changed else None)),
+                   else self.describe(dom, name, doc, plan.state, plan.autostart) if not changes.changed
+                   else self.describe(dom, name)),
         }
 
     def _diff_view(self, plan: Plan, doc: Document) -> Dict[str, Any]:
         """The declared options as the document has them."""
         return {key: _public(value) for key, value in view(VM_OPTIONS, doc, list(plan.desired)).items()}
 
-    def _diff_side(self, plan: Plan, doc: Optional[Document], dom: Any) -> Dict[str, Any]:
-        if doc is None or dom is None:
+    def _diff_side(self, plan: Plan) -> Dict[str, Any]:
+        if plan.doc is None:
             return {'state': 'absent'}
-        side = self._diff_view(plan, doc)
-        side['state'] = STATE_NAMES.get(dom.state()[0], 'unknown')
+        side = self._diff_view(plan, plan.doc)
+        side['state'] = STATE_NAMES.get(plan.state, 'unknown')
         if plan.params.get('autostart') is not None:
-            side['autostart'] = bool(dom.autostart())
+            side['autostart'] = plan.autostart
         return side
 
     def _ensure_seed(self, plan: Plan, disk: Dict[str, Any]) -> None:
@@ -668,12 +678,11 @@ class VmService:
             with mapped('vm %s: force off' % name):
                 changes.act('force off %s after %ss' % (name, params['shutdown_timeout']), _destroy, dom)
 
-    def _power(self, dom: Any, params: Dict[str, Any], changes: Changes) -> None:
+    def _power(self, dom: Any, params: Dict[str, Any], changes: Changes, current: int) -> None:
         state = params['state']
         if state == 'present':
             return
         name = params['name']
-        current = _SHUTOFF if dom is None else dom.state()[0]
         if state in ('running', 'paused') and current in (_SHUTOFF, _CRASHED):
             with mapped('vm %s: start' % name):
                 changes.act('start %s' % name, dom.create if dom is not None else None)
@@ -725,18 +734,23 @@ class VmService:
             return None
         return None
 
-    def describe(self, dom: Any, name: Optional[str] = None, doc: Optional[Document] = None) -> Dict[str, Any]:
-        """The vm_info view of a domain: every table option as it is, plus runtime facts."""
+    def describe(self, dom: Any, name: Optional[str] = None, doc: Optional[Document] = None,
+                 state: Optional[int] = None, autostart: Optional[bool] = None) -> Dict[str, Any]:
+        """The vm_info view of a domain: every table option as it is, plus runtime facts (read
+        here unless the caller has them)."""
         with mapped('vm %s' % (name or dom.name())):
             if doc is None:
                 doc = Document(dom.XMLDesc(flag('VIR_DOMAIN_XML_INACTIVE')))
-            state = dom.state()[0]
+            if state is None:
+                state = dom.state()[0]
+            if autostart is None:
+                autostart = bool(dom.autostart())
             result = {opt.name: _public(opt.read(doc)) for opt in VM_OPTIONS if opt.read is not None}
             result.update({
                 'name': dom.name(), 'uuid': dom.UUIDString(), 'state': STATE_NAMES.get(state, 'unknown'),
-                'autostart': bool(dom.autostart()), 'owned': doc.owner() == OWNER,
+                'autostart': autostart, 'owned': doc.owner() == OWNER,
                 'console_log': doc.attr('devices/serial/log', 'file'),
-                'id': dom.ID() if dom.isActive() else None,
+                'id': dom.ID() if state not in (_SHUTOFF, _CRASHED) else None,
             })
         if result['virt_type'] is None:
             result['virt_type'] = doc.root.get('type')

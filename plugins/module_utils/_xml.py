@@ -11,6 +11,7 @@ was, so a document read from libvirt, edited and written back differs only where
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import xml.etree.ElementTree as ET
@@ -27,14 +28,16 @@ class XMLError(ValueError):
     """A document could not be parsed or a path is malformed."""
 
 
-def _steps(path: str) -> List[Tuple[str, Optional[str], Optional[str]]]:
+@functools.lru_cache(maxsize=512)
+def _steps(path: str) -> Tuple[Tuple[str, Optional[str], Optional[str]], ...]:
+    """A path's steps, parsed once per distinct path."""
     steps = []
     for part in re.findall(r'(?:\{[^}]*\}|[^/])+', path):  # a namespace URI may hold slashes
         match = _STEP.match(part)
         if not match:
             raise XMLError("bad XML path step %r in %r" % (part, path))
         steps.append((match.group('tag'), match.group('attr'), match.group('value')))
-    return steps
+    return tuple(steps)
 
 
 def _matches(elem: ET.Element, tag: str, attr: Optional[str], value: Optional[str]) -> bool:
@@ -47,14 +50,12 @@ class Document:
     def __init__(self, text: str) -> None:
         self.namespaces: Dict[str, str] = {}
         try:
-            events = ET.iterparse(io.StringIO(text), events=('start-ns', 'start'))
-            root = None
-            for event, payload in events:
-                if event == 'start-ns':
-                    prefix, uri = payload
-                    self.namespaces.setdefault(prefix, uri)
-                elif root is None:
-                    root = payload
+            if 'xmlns' not in text:  # no prefixes to remember: the plain parser is faster
+                self.root = ET.fromstring(text)
+                return
+            events = ET.iterparse(io.StringIO(text), events=('start-ns',))
+            for _event, (prefix, uri) in events:
+                self.namespaces.setdefault(prefix, uri)
             self.root = events.root  # type: ignore[attr-defined]
         except ET.ParseError as exc:
             raise XMLError('cannot parse XML: %s' % exc)
