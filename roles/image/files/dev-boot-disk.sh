@@ -1,0 +1,266 @@
+#!/bin/sh
+# Copyright: firmvisor developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# dev-boot-disk.sh [WORK_DIR]
+#
+# The boot harness of the disk layout (docs/image.md): builds the GRUB images, assembles a disk from
+# a small kernel and throwaway initramfs images that print their slot marker and /proc/cmdline and
+# power off, and boots it under TCG with SeaBIOS and with OVMF:
+#   1. slot A boots (fv.slot=A)
+#   2. fv_next=B (written with assemble.py env, as the host tool does): B boots once, GRUB clears it
+#   3. next boot, B never marked good: A boots (fallback)
+#   4. fv_active=B: B boots
+#   5. fv_next=B on a disk whose slot B has no kernel: A boots
+# then builds the ISO from the same pieces and boots it (fv.live=1) under both firmwares.
+#
+# Environment: FV_TEST_KERNEL (default /var/cache/firmvisor/guest/vmlinuz), FV_FIRMWARES (default
+# "bios efi"), FV_BOOT_TIMEOUT seconds per boot (default 240), FV_SKIP_ISO=1.
+# Every qemu it starts is killed and temporary files are removed on exit, whatever happens.
+set -eu
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+WORK=${1:-/var/tmp/fvimg-b/harness}
+KERNEL=${FV_TEST_KERNEL:-/var/cache/firmvisor/guest/vmlinuz}
+FIRMWARES=${FV_FIRMWARES:-bios efi}
+TIMEOUT=${FV_BOOT_TIMEOUT:-240}
+OVMF_CODE=${FV_OVMF_CODE:-/usr/share/OVMF/OVMF_CODE_4M.fd}
+OVMF_VARS=${FV_OVMF_VARS:-/usr/share/OVMF/OVMF_VARS_4M.fd}
+BUSYBOX=${FV_BUSYBOX:-/bin/busybox}
+ASSEMBLE="python3 $HERE/assemble.py"
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1735689600}
+
+QEMU_PID=
+PASSED=0
+FAILED=0
+RESULTS=
+
+cleanup() {
+    status=$?
+    if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
+        kill "$QEMU_PID" 2>/dev/null || true
+        wait "$QEMU_PID" 2>/dev/null || true
+    fi
+    QEMU_PID=
+    rm -rf "$WORK/tmp"
+    rm -f "$WORK"/disk-*.raw "$WORK"/vars-*.fd
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+say() { echo "harness: $*"; }
+die() { echo "harness: FAIL: $*" >&2; exit 1; }
+
+for tool in qemu-system-x86_64 mksquashfs cpio gzip mtype mcopy mkfs.vfat mkfs.ext4 xorriso; do
+    command -v "$tool" >/dev/null || die "$tool is missing"
+done
+[ -f "$KERNEL" ] || die "no test kernel at $KERNEL"
+[ -x "$BUSYBOX" ] || die "no static busybox at $BUSYBOX (busybox-static)"
+[ -f "$OVMF_CODE" ] || case " $FIRMWARES " in *" efi "*) die "no OVMF at $OVMF_CODE" ;; esac
+
+mkdir -p "$WORK"
+rm -rf "$WORK/tmp"
+mkdir -p "$WORK/tmp" "$WORK/logs"
+rm -f "$WORK"/logs/*.log
+
+# ---- pieces --------------------------------------------------------------------------------------
+say "GRUB images"
+"$HERE/build-boot.sh" "$WORK/boot" >"$WORK/logs/build-boot.out" 2>&1 || { cat "$WORK/logs/build-boot.out"; die "build-boot.sh"; }
+
+# A throwaway initramfs: prints "fvtest: initramfs MARK up; cmdline: ..." and powers off.
+make_initrd() {  # MARK OUT
+    root=$WORK/tmp/initrd-$1
+    rm -rf "$root"
+    mkdir -p "$root/bin" "$root/proc" "$root/dev"
+    cp "$BUSYBOX" "$root/bin/busybox"
+    cat >"$root/init" <<EOF
+#!/bin/busybox sh
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox mount -t proc proc /proc
+exec >/dev/console 2>&1
+echo "fvtest: initramfs $1 up; cmdline: \$(/bin/busybox cat /proc/cmdline)"
+/bin/busybox poweroff -f
+EOF
+    chmod 0755 "$root/init"
+    (cd "$root" && find . | sort | cpio -o -H newc --quiet --reproducible | gzip -n -1) >"$2"
+}
+make_squashfs() {  # MARK OUT
+    root=$WORK/tmp/squash-$1
+    rm -rf "$root"
+    mkdir -p "$root/boot"
+    echo "firmvisor test slot $1" >"$root/slot"
+    rm -f "$2"
+    mksquashfs "$root" "$2" -quiet -noappend -all-root >/dev/null
+}
+P=$WORK/tmp/pieces
+mkdir -p "$P"
+make_initrd A "$P/initrd-A.img"
+make_initrd B "$P/initrd-B.img"
+make_initrd LIVE "$P/initrd-LIVE.img"
+make_squashfs A "$P/root-A.squashfs"
+make_squashfs B "$P/root-B.squashfs"
+
+assemble() {  # OUT [slot B options]
+    out=$1
+    shift
+    $ASSEMBLE disk --out "$out" --core "$WORK/boot/core.img" --boot-img "$WORK/boot/boot.img" \
+        --efi "$WORK/boot/BOOTX64.EFI" --grub-cfg "$HERE/grub/grub.cfg" \
+        --kernel "$KERNEL" --initrd "$P/initrd-A.img" --slot-a "$P/root-A.squashfs" \
+        --version 0.0.0-test "$@" >>"$WORK/logs/assemble.out" 2>&1 \
+        || { cat "$WORK/logs/assemble.out"; die "assemble.py disk $out"; }
+}
+say "disk images (A and B; A only)"
+: >"$WORK/logs/assemble.out"
+assemble "$WORK/disk-ab.img.raw" --slot-b "$P/root-B.squashfs" --kernel-b "$KERNEL" \
+    --initrd-b "$P/initrd-B.img" --version-b 0.0.1-test --report "$WORK/logs/report-ab.json"
+assemble "$WORK/disk-a.img.raw" --report "$WORK/logs/report-a.json"
+assemble "$WORK/disk-a2.img.raw"
+[ "$(sha256sum <"$WORK/disk-a.img.raw")" = "$(sha256sum <"$WORK/disk-a2.img.raw")" ] \
+    || die "the same pieces gave two different disks"
+rm -f "$WORK/disk-a2.img.raw"
+say "same pieces, same disk: sha256 $(sha256sum <"$WORK/disk-a.img.raw" | cut -c1-16)"
+$ASSEMBLE verify --device "$WORK/disk-ab.img.raw" --report "$WORK/logs/report-ab.json" >/dev/null \
+    || die "assemble.py verify of the disk it just wrote"
+if command -v sfdisk >/dev/null; then
+    sfdisk --verify "$WORK/disk-ab.img.raw" >/dev/null 2>&1 || die "sfdisk --verify finds errors"
+fi
+
+# ---- boots ---------------------------------------------------------------------------------------
+# boot NAME FIRMWARE MEDIA EXPECT_MARK EXPECT_CMDLINE_WORD
+#   MEDIA is "disk:PATH" or "cdrom:PATH". Waits (polling, with a deadline) for the initramfs line,
+#   then checks it and GRUB's line on the serial console.
+boot() {
+    name=$1 firmware=$2 media=$3 mark=$4 word=$5
+    log=$WORK/logs/$name.log
+    rm -f "$log"
+    set -- qemu-system-x86_64 -accel tcg -m 512 -nographic -monitor none -no-reboot -nic none \
+        -serial "file:$log"
+    case $media in
+        disk:*) set -- "$@" -drive "file=${media#disk:},format=raw,if=virtio" ;;
+        cdrom:*) set -- "$@" -drive "file=${media#cdrom:},format=raw,if=ide,media=cdrom,readonly=on" -boot d ;;
+    esac
+    if [ "$firmware" = efi ]; then
+        vars=$WORK/vars-$name.fd
+        cp "$OVMF_VARS" "$vars"
+        set -- "$@" -drive "if=pflash,format=raw,readonly=on,file=$OVMF_CODE" \
+            -drive "if=pflash,format=raw,file=$vars"
+    fi
+    started=$(date +%s)
+    "$@" </dev/null >"$WORK/logs/$name.qemu.out" 2>&1 &
+    QEMU_PID=$!
+    deadline=$((started + TIMEOUT))
+    line=
+    while :; do
+        line=$(grep -a -o 'fvtest: initramfs [A-Z]* up; cmdline: [^[:cntrl:]]*' "$log" 2>/dev/null | head -n 1) || true
+        [ -n "$line" ] && break
+        kill -0 "$QEMU_PID" 2>/dev/null || break
+        [ "$(date +%s)" -lt "$deadline" ] || break
+        sleep 1
+    done
+    # The initramfs powers off; give qemu a moment to exit on its own, then make sure it is gone.
+    waited=0
+    while kill -0 "$QEMU_PID" 2>/dev/null && [ $waited -lt 10 ]; do sleep 1; waited=$((waited + 1)); done
+    kill "$QEMU_PID" 2>/dev/null || true
+    wait "$QEMU_PID" 2>/dev/null || true
+    QEMU_PID=
+    seconds=$(( $(date +%s) - started ))
+    rm -f "$WORK/vars-$name.fd"
+    problem=
+    if [ -z "$line" ]; then
+        problem="no initramfs line within ${TIMEOUT}s"
+    else
+        got=$(echo "$line" | sed -n 's/^fvtest: initramfs \([A-Z]*\) up.*/\1/p')
+        [ "$got" = "$mark" ] || problem="initramfs $got booted, expected $mark"
+        case " ${line#*cmdline: } " in
+            *" $word "*) ;;
+            *) problem="${problem:+$problem; }cmdline lacks $word: ${line#*cmdline: }" ;;
+        esac
+        case " ${line#*cmdline: } " in
+            *" console=ttyS0,115200 "*) ;;
+            *) problem="${problem:+$problem; }cmdline lacks console=ttyS0,115200" ;;
+        esac
+        case $mark in
+            LIVE) grub="firmvisor: grub: booting live" ;;
+            *) grub="firmvisor: grub: booting slot $mark" ;;
+        esac
+        grep -a -q "$grub" "$log" || problem="${problem:+$problem; }no '$grub' on the console"
+    fi
+    if [ -z "$problem" ]; then
+        PASSED=$((PASSED + 1))
+        RESULTS="$RESULTS
+  PASS  $name ($firmware, ${seconds}s): $line"
+        say "PASS $name ($firmware, ${seconds}s): initramfs $mark, $word"
+    else
+        FAILED=$((FAILED + 1))
+        RESULTS="$RESULTS
+  FAIL  $name ($firmware, ${seconds}s): $problem"
+        say "FAIL $name ($firmware, ${seconds}s): $problem (console: $log)"
+    fi
+}
+
+env_get() {  # DISK NAME
+    $ASSEMBLE env --disk "$1" | sed -n "s/^$2=//p"
+}
+env_set() {  # DISK NAME=VALUE...
+    disk=$1
+    shift
+    for kv in "$@"; do set -- "$@" --set "$kv"; shift; done
+    $ASSEMBLE env --disk "$disk" "$@" >/dev/null
+}
+expect_env() {  # DISK NAME VALUE WHAT
+    value=$(env_get "$1" "$2")
+    if [ "$value" = "$3" ]; then
+        PASSED=$((PASSED + 1))
+        RESULTS="$RESULTS
+  PASS  $4: $2='$value'"
+        say "PASS $4: $2='$value'"
+    else
+        FAILED=$((FAILED + 1))
+        RESULTS="$RESULTS
+  FAIL  $4: $2='$value', expected '$3'"
+        say "FAIL $4: $2='$value', expected '$3'"
+    fi
+}
+
+for fw in $FIRMWARES; do
+    disk=$WORK/disk-$fw.raw
+    cp --sparse=always "$WORK/disk-ab.img.raw" "$disk"
+    say "== $fw: A/B on $(basename "$disk")"
+    boot "$fw-1-default" "$fw" "disk:$disk" A fv.slot=A
+    expect_env "$disk" fv_active A "$fw-1 env"
+    env_set "$disk" fv_next=B
+    boot "$fw-2-try-B" "$fw" "disk:$disk" B fv.slot=B
+    expect_env "$disk" fv_next "" "$fw-2 GRUB cleared fv_next"
+    expect_env "$disk" fv_active A "$fw-2 env"
+    boot "$fw-3-fallback" "$fw" "disk:$disk" A fv.slot=A
+    env_set "$disk" fv_active=B
+    boot "$fw-4-active-B" "$fw" "disk:$disk" B fv.slot=B
+    boot "$fw-5-still-B" "$fw" "disk:$disk" B fv.slot=B
+    rm -f "$disk"
+    disk=$WORK/disk-$fw-a.raw
+    cp --sparse=always "$WORK/disk-a.img.raw" "$disk"
+    env_set "$disk" fv_next=B
+    boot "$fw-6-next-B-empty" "$fw" "disk:$disk" A fv.slot=A
+    expect_env "$disk" fv_next "" "$fw-6 GRUB cleared fv_next"
+    rm -f "$disk"
+done
+
+if [ "${FV_SKIP_ISO:-0}" != 1 ]; then
+    say "ISO"
+    iso_pieces=$WORK/tmp/iso-pieces
+    mkdir -p "$iso_pieces"
+    cp "$KERNEL" "$iso_pieces/vmlinuz"
+    cp "$P/initrd-LIVE.img" "$iso_pieces/initrd.img"
+    cp "$P/root-A.squashfs" "$iso_pieces/root.squashfs"
+    ln -s "$WORK/boot" "$iso_pieces/boot"
+    FV_VERSION=0.0.0-test "$HERE/build-iso.sh" "$WORK/firmvisor-test.iso" "$iso_pieces" \
+        >"$WORK/logs/build-iso.out" 2>&1 || { cat "$WORK/logs/build-iso.out"; die "build-iso.sh"; }
+    for fw in $FIRMWARES; do
+        boot "$fw-iso" "$fw" "cdrom:$WORK/firmvisor-test.iso" LIVE fv.live=1
+    done
+fi
+
+say "results ($PASSED passed, $FAILED failed):$RESULTS"
+[ "$FAILED" -eq 0 ] || exit 1
+say "all passed; consoles in $WORK/logs"
