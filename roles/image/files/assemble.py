@@ -567,14 +567,45 @@ def verify_regions(path: str, regions: Iterable[Dict[str, object]]) -> List[str]
     for region in regions:
         got = read_region(path, int(region['offset']), int(region['length']))
         ok = got == region['sha256']
-        log('verify %-10s %s' % (region['name'], 'ok' if ok else 'MISMATCH (%s, expected %s)' % (got, region['sha256'])))
+        outcome = 'ok' if ok else 'MISMATCH (%s, expected %s)' % (got, region['sha256'])
+        log('verify %-10s %s' % (region['name'], outcome))
         if not ok:
             bad.append(str(region['name']))
     return bad
 
 
+_ZEROS = bytes(CHUNK)
+
+
+def _sparse_chunks(handle) -> Iterator[bytes]:
+    """The whole file in chunks; holes (SEEK_HOLE) are zeros without reading them."""
+    size = handle.seek(0, os.SEEK_END)
+    position = 0
+    while position < size:
+        try:
+            data = os.lseek(handle.fileno(), position, os.SEEK_DATA)
+        except OSError:           # ENXIO: only a hole is left
+            data = size
+        while position < data:
+            step = min(CHUNK, data - position)
+            yield _ZEROS[:step]
+            position += step
+        if position >= size:
+            break
+        hole = os.lseek(handle.fileno(), position, os.SEEK_HOLE)
+        handle.seek(position)
+        while position < hole:
+            block = handle.read(min(CHUNK, hole - position))
+            if not block:
+                raise ImageError('short read at %d' % position)
+            yield block
+            position += len(block)
+
+
 def file_sha256(path: str) -> str:
     with open(path, 'rb') as handle:
+        if hasattr(os, 'SEEK_DATA') and not is_block_device(path):
+            return _digest(_sparse_chunks(handle))
         return _digest(iter(lambda: handle.read(CHUNK), b''))
 
 

@@ -66,7 +66,8 @@ rm -f "$WORK"/logs/*.log
 
 # ---- pieces --------------------------------------------------------------------------------------
 say "GRUB images"
-"$HERE/build-boot.sh" "$WORK/boot" >"$WORK/logs/build-boot.out" 2>&1 || { cat "$WORK/logs/build-boot.out"; die "build-boot.sh"; }
+"$HERE/build-boot.sh" "$WORK/boot" >"$WORK/logs/build-boot.out" 2>&1 \
+    || { cat "$WORK/logs/build-boot.out"; die "build-boot.sh"; }
 
 # A throwaway initramfs: prints "fvtest: initramfs MARK up; cmdline: ..." and powers off.
 make_initrd() {  # MARK OUT

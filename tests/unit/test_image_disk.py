@@ -1,0 +1,409 @@
+# -*- coding: utf-8 -*-
+"""assemble.py, the firmvisor disk writer: the GPT computed by a pure function (sizes, alignment,
+types, names, CRCs, checked against sfdisk), the GRUB environment block, GRUB's boot.img/core.img
+patching, and whole disks assembled from small dummy pieces (contents, verify, determinism)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import uuid
+import zlib
+
+import pytest
+
+FILES = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'image', 'files')
+ASSEMBLE = os.path.join(FILES, 'assemble.py')
+
+
+def _load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+assemble = _load('fv_assemble', ASSEMBLE)
+
+MIB = 1 << 20
+SECTOR = 512
+TOOLS = ('mkfs.vfat', 'mcopy', 'mmd', 'mtype', 'mkfs.ext4')
+needs_tools = pytest.mark.skipif(any(shutil.which(tool) is None for tool in TOOLS),
+                                 reason='needs dosfstools, mtools and e2fsprogs')
+GRUB_PC = '/usr/lib/grub/i386-pc'
+
+
+# ---- the partition table ----------------------------------------------------------------------------
+def test_layout_is_the_contract():
+    table = assemble.plan_table(version='1.0.0')
+    got = [(p.number, p.name, p.type_guid, p.size) for p in table.partitions]
+    assert got == [
+        (1, 'fvbios', uuid.UUID('21686148-6449-6E6F-744E-656564454649'), 1 * MIB),
+        (2, 'fvboot', uuid.UUID('C12A7328-F81F-11D2-BA4B-00A0C93EC93B'), 128 * MIB),
+        (3, 'fvslotA', uuid.UUID('0FC63DAF-8483-4772-8E79-3D69D8477DE4'), 640 * MIB),
+        (4, 'fvslotB', uuid.UUID('0FC63DAF-8483-4772-8E79-3D69D8477DE4'), 640 * MIB),
+        (5, 'fvstate', uuid.UUID('0FC63DAF-8483-4772-8E79-3D69D8477DE4'), 128 * MIB),
+    ]
+    assert table.partitions[0].first_lba == 2048
+    for before, after in zip(table.partitions, table.partitions[1:]):
+        assert after.first_lba == before.last_lba + 1
+    for part in table.partitions:
+        assert part.offset % MIB == 0 and part.size % MIB == 0
+    assert table.size == assemble.min_disk_size() == 1539 * MIB
+    assert table.first_usable == 34
+    assert table.last_usable == table.sectors - 34
+    assert table.partitions[-1].last_lba <= table.last_usable
+
+
+def test_bigger_disk_keeps_the_partitions_and_moves_the_backup():
+    small, big = assemble.plan_table(), assemble.plan_table(4096 * MIB)
+    assert [(p.first_lba, p.last_lba) for p in small.partitions] == [(p.first_lba, p.last_lba) for p in big.partitions]
+    assert big.last_usable == 4096 * MIB // SECTOR - 34
+    header = assemble.gpt_backup(big)[-SECTOR:]
+    assert struct.unpack_from('<QQ', header, 24) == (big.sectors - 1, 1)
+
+
+@pytest.mark.parametrize('size', [assemble.min_disk_size() - MIB, 1000 * MIB, assemble.min_disk_size() + 1])
+def test_too_small_or_odd_disk_is_refused(size):
+    with pytest.raises(assemble.ImageError):
+        assemble.plan_table(size)
+
+
+def test_guids_derive_from_the_version():
+    one, again, other = (assemble.plan_table(version=v) for v in ('1.0.0', '1.0.0', '1.0.1'))
+    assert one == again
+    assert one.disk_guid != other.disk_guid
+    guids = {p.guid for p in one.partitions} | {one.disk_guid}
+    assert len(guids) == 6
+
+
+def test_protective_mbr():
+    table = assemble.plan_table()
+    mbr = assemble.protective_mbr(table, b'\xfa' * 440)
+    assert len(mbr) == SECTOR and mbr[:440] == b'\xfa' * 440 and mbr[0x1fe:] == b'\x55\xaa'
+    status, _, kind, _, first, count = struct.unpack_from('<B3sB3sII', mbr, 0x1be)
+    assert (status, kind, first, count) == (0, 0xEE, 1, table.sectors - 1)
+    assert mbr[0x1ce:0x1fe] == bytes(48)
+    with pytest.raises(assemble.ImageError):
+        assemble.protective_mbr(table, bytes(441))
+
+
+def test_gpt_headers_and_crcs():
+    table = assemble.plan_table(version='2.0')
+    head = assemble.gpt_primary(table)
+    assert len(head) == 34 * SECTOR
+    parsed = assemble.parse_gpt(head)
+    assert parsed['current_lba'] == 1 and parsed['backup_lba'] == table.sectors - 1
+    assert parsed['disk_guid'] == str(table.disk_guid).upper()
+    assert [p['name'] for p in parsed['partitions']] == ['fvbios', 'fvboot', 'fvslotA', 'fvslotB', 'fvstate']
+    assert [(p['first_lba'], p['last_lba']) for p in parsed['partitions']] == \
+        [(p.first_lba, p.last_lba) for p in table.partitions]
+    header = head[SECTOR:2 * SECTOR]
+    assert header[:8] == b'EFI PART' and struct.unpack_from('<I', header, 8)[0] == 0x00010000
+    crc = struct.unpack_from('<I', header, 16)[0]
+    assert zlib.crc32(header[:16] + bytes(4) + header[20:92]) == crc
+    assert zlib.crc32(head[2 * SECTOR:34 * SECTOR]) == struct.unpack_from('<I', header, 88)[0]
+    # the backup: same entries, header in the last sector pointing back at LBA 1
+    tail = assemble.gpt_backup(table)
+    assert len(tail) == 33 * SECTOR and tail[:32 * SECTOR] == head[2 * SECTOR:]
+    backup = tail[-SECTOR:]
+    current, other, first, last = struct.unpack_from('<QQQQ', backup, 24)
+    assert (current, other, first, last) == (table.sectors - 1, 1, 34, table.sectors - 34)
+    assert struct.unpack_from('<Q', backup, 72)[0] == table.sectors - 33
+    assert zlib.crc32(backup[:16] + bytes(4) + backup[20:92]) == struct.unpack_from('<I', backup, 16)[0]
+    # a flipped bit is noticed
+    broken = bytearray(head)
+    broken[2 * SECTOR + 40] ^= 1
+    with pytest.raises(assemble.ImageError, match='entries CRC'):
+        assemble.parse_gpt(bytes(broken))
+
+
+def test_table_command_prints_json(capsys):
+    assert assemble.main(['table', '--version', '3.1']) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data['size'] == 1539 * MIB
+    assert [p['name'] for p in data['partitions']] == ['fvbios', 'fvboot', 'fvslotA', 'fvslotB', 'fvstate']
+
+
+# ---- the GRUB environment block -------------------------------------------------------------------
+def test_grubenv_round_trip():
+    block = assemble.format_grubenv({'fv_active': 'B', 'fv_next': ''})
+    assert len(block) == 1024
+    assert block.startswith(b'# GRUB Environment Block\nfv_active=B\nfv_next=\n#')
+    assert block.endswith(b'#' * 100)
+    assert assemble.parse_grubenv(block) == {'fv_active': 'B', 'fv_next': ''}
+    initial = assemble.initial_grubenv()
+    assert len(initial) == 1024 and assemble.parse_grubenv(initial) == {'fv_active': 'A', 'fv_next': ''}
+
+
+def test_grubenv_limits():
+    with pytest.raises(assemble.ImageError, match='overflow'):
+        assemble.format_grubenv({'x': 'y' * 1024})
+    with pytest.raises(assemble.ImageError):
+        assemble.parse_grubenv(b'# GRUB Environment Block\nfv_active=A\n')  # not 1024 bytes
+    with pytest.raises(assemble.ImageError):
+        assemble.parse_grubenv(b'x' * 1024)
+
+
+def test_grubenv_matches_the_host_tool():
+    fvslot_path = os.path.join(FILES, 'overlay', 'usr', 'lib', 'firmvisor', 'fvslot.py')
+    if not os.path.exists(fvslot_path):
+        pytest.skip('no fvslot.py')
+    fvslot = _load('fv_fvslot_for_disk', fvslot_path)
+    values = {'fv_active': 'A', 'fv_next': 'B'}
+    assert fvslot.format_grubenv(values) == assemble.format_grubenv(values)
+    assert fvslot.parse_grubenv(assemble.initial_grubenv()) == {'fv_active': 'A', 'fv_next': ''}
+
+
+# ---- GRUB for BIOS: boot.img and core.img -----------------------------------------------------------
+def fake_boot_img():
+    boot = bytearray(SECTOR)
+    boot[0:2] = b'\xeb\x63'
+    boot[0x5c:0x64] = struct.pack('<Q', 1)
+    boot[0x64] = 0xff
+    boot[0x66:0x68] = b'\xeb\x05'
+    boot[0x1fe:] = b'\x55\xaa'
+    return bytes(boot)
+
+
+def fake_core_img(sectors=5):
+    core = bytearray(os.urandom(sectors * SECTOR - 100))
+    core[500:512] = struct.pack('<QHH', 2, 0, 0x820)
+    core[488:500] = bytes(12)  # the next (empty) blocklist entry
+    return bytes(core)
+
+
+def real_or_fake_boot_img():
+    path = os.path.join(GRUB_PC, 'boot.img')
+    return open(path, 'rb').read() if os.path.exists(path) else fake_boot_img()
+
+
+def test_boot_img_patch():
+    boot = real_or_fake_boot_img()
+    code = assemble.patch_boot_img(boot, 2048)
+    assert len(code) == 440
+    assert struct.unpack_from('<Q', code, 0x5c)[0] == 2048      # kernel_sector
+    assert code[0x64] == 0xff                                   # boot_drive: the BIOS boot drive
+    assert code[0x66:0x68] == b'\x90\x90'                       # floppy check jump → nops
+    untouched = [i for i in range(440) if not (0x5c <= i < 0x64 or i in (0x64, 0x66, 0x67))]
+    assert all(code[i] == boot[i] for i in untouched)
+
+
+def test_boot_img_must_be_grub():
+    with pytest.raises(assemble.ImageError):
+        assemble.patch_boot_img(bytes(SECTOR), 2048)
+    with pytest.raises(assemble.ImageError):
+        assemble.patch_boot_img(fake_boot_img()[:400], 2048)
+
+
+def test_core_img_patch():
+    core = fake_core_img(5)
+    patched = assemble.patch_core_img(core, 2048)
+    assert len(patched) == 5 * SECTOR and patched[:500] == core[:500]
+    assert struct.unpack_from('<QHH', patched, 500) == (2049, 4, 0x820)
+    assert patched[512:len(core)] == core[512:]
+
+
+def test_core_img_refusals():
+    with pytest.raises(assemble.ImageError, match='blocklist'):
+        assemble.patch_core_img(bytes(4 * SECTOR), 2048)
+    with pytest.raises(assemble.ImageError, match='at most'):
+        assemble.patch_core_img(fake_core_img(1000), 2048)
+    with pytest.raises(assemble.ImageError, match='too small'):
+        assemble.patch_core_img(bytes(100), 2048)
+
+
+@pytest.mark.skipif(shutil.which('grub-mkimage') is None or not os.path.isdir(GRUB_PC), reason='needs grub-pc-bin')
+def test_real_core_img_patch(tmp_path):
+    out = tmp_path / 'core.img'
+    subprocess.run(['grub-mkimage', '-d', GRUB_PC, '-O', 'i386-pc', '-o', str(out), '-p', '(,gpt2)/grub',
+                    'biosdisk', 'part_gpt', 'fat'], check=True)
+    core = out.read_bytes()
+    assert struct.unpack_from('<QHH', core, 500)[2] == 0x820
+    sectors = -(-len(core) // SECTOR)
+    assert struct.unpack_from('<QHH', assemble.patch_core_img(core, 2048), 500) == (2049, sectors - 1, 0x820)
+
+
+# ---- whole disks --------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def pieces(tmp_path_factory):
+    root = tmp_path_factory.mktemp('pieces')
+    files = {
+        'core.img': fake_core_img(40), 'boot.img': fake_boot_img(), 'BOOTX64.EFI': b'MZ' + b'\x01' * 5000,
+        'vmlinuz': b'kernel A ' * 3000, 'initrd.img': b'initrd A ' * 2000, 'root.squashfs': b'hsqs' + b'A' * 300000,
+        'vmlinuz-b': b'kernel B ' * 3000, 'initrd-b.img': b'initrd B ' * 2000,
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    (root / 'grub.cfg').write_text('echo "firmvisor: grub: test"\n')
+    return root
+
+
+def disk_args(pieces, out, *extra):
+    return ['disk', '--out', str(out), '--core', str(pieces / 'core.img'), '--boot-img', str(pieces / 'boot.img'),
+            '--efi', str(pieces / 'BOOTX64.EFI'), '--grub-cfg', str(pieces / 'grub.cfg'),
+            '--kernel', str(pieces / 'vmlinuz'), '--initrd', str(pieces / 'initrd.img'),
+            '--slot-a', str(pieces / 'root.squashfs'), '--version', '9.8.7'] + list(extra)
+
+
+@pytest.fixture(scope='module')
+def disk(pieces, tmp_path_factory):
+    out = tmp_path_factory.mktemp('disk') / 'disk.raw'
+    report = out.parent / 'report.json'
+    assert assemble.main(disk_args(pieces, out, '--report', str(report))) == 0
+    return out, json.loads(report.read_text())
+
+
+def sha256(path):
+    return assemble.file_sha256(str(path))  # holes hashed as zeros without reading them
+
+
+def read_at(path, offset, length):
+    with open(path, 'rb') as handle:
+        handle.seek(offset)
+        return handle.read(length)
+
+
+def mtype(disk_path, fat_path):
+    offset = assemble.plan_table().by_name('fvboot').offset
+    return subprocess.run(['mtype', '-i', '%s@@%d' % (disk_path, offset), '::' + fat_path], check=True,
+                          capture_output=True, env=dict(os.environ, MTOOLS_SKIP_CHECK='1')).stdout
+
+
+@needs_tools
+def test_disk_table_matches_sfdisk(disk):
+    path, report = disk
+    if shutil.which('sfdisk') is None:
+        pytest.skip('no sfdisk')
+    proc = subprocess.run(['sfdisk', '--json', str(path)], capture_output=True, text=True, check=True)
+    table = json.loads(proc.stdout)['partitiontable']
+    assert table['label'] == 'gpt' and table['sectorsize'] == 512
+    assert table['id'] == report['table']['disk_guid']
+    assert table['firstlba'] == 34 and table['lastlba'] == path.stat().st_size // 512 - 34
+    assert [(p['name'], p['type'], p['uuid'], p['start'], p['size']) for p in table['partitions']] == \
+        [(p['name'], p['type'], p['guid'], p['first_lba'], p['last_lba'] - p['first_lba'] + 1)
+         for p in report['table']['partitions']]
+    verify = subprocess.run(['sfdisk', '--verify', str(path)], capture_output=True, text=True)
+    assert verify.returncode == 0 and 'No errors detected' in verify.stdout
+
+
+@needs_tools
+def test_disk_contents(disk, pieces):
+    path, report = disk
+    table = assemble.plan_table(version='9.8.7')
+    size = path.stat().st_size
+    assert size == 1539 * MIB
+    head = read_at(path, 0, MIB)
+    # MBR: GRUB boot code aimed at fvbios, protective partition, both GPTs valid
+    assert struct.unpack_from('<Q', head, 0x5c)[0] == 2048 and head[0x1c2] == 0xEE
+    assert assemble.parse_gpt(head[:34 * SECTOR])['partitions'][1]['name'] == 'fvboot'
+    assert read_at(path, size - SECTOR, 8) == b'EFI PART'
+    # core.img at fvbios with its blocklist
+    core = (pieces / 'core.img').read_bytes()
+    bios = read_at(path, table.by_name('fvbios').offset, MIB)
+    assert struct.unpack_from('<QHH', bios, 500) == (2049, -(-len(core) // SECTOR) - 1, 0x820)
+    assert bios[512:len(core)] == core[512:]
+    # boot partition: FAT32 labelled FVBOOT with GRUB, grub.cfg, grubenv and slot A
+    esp = read_at(path, table.by_name('fvboot').offset, SECTOR)
+    assert esp[82:90] == b'FAT32   ' and esp[71:82] == b'FVBOOT     '
+    assert mtype(path, '/grub/grubenv') == assemble.initial_grubenv()
+    assert mtype(path, '/grub/grub.cfg') == (pieces / 'grub.cfg').read_bytes()
+    assert mtype(path, '/EFI/BOOT/BOOTX64.EFI') == (pieces / 'BOOTX64.EFI').read_bytes()
+    assert mtype(path, '/slots/A/vmlinuz') == (pieces / 'vmlinuz').read_bytes()
+    assert mtype(path, '/slots/A/initrd.img') == (pieces / 'initrd.img').read_bytes()
+    assert mtype(path, '/slots/A/version') == b'9.8.7\n'
+    # slot A is the squashfs, slot B empty, state an ext4 labelled FVSTATE
+    squashfs = (pieces / 'root.squashfs').read_bytes()
+    slot_a, slot_b = table.by_name('fvslotA').offset, table.by_name('fvslotB').offset
+    assert read_at(path, slot_a, len(squashfs)) == squashfs
+    assert read_at(path, slot_b, MIB) == bytes(MIB)
+    superblock = read_at(path, table.by_name('fvstate').offset + 1024, 1024)
+    assert struct.unpack_from('<H', superblock, 56)[0] == 0xEF53
+    assert superblock[120:136].rstrip(b'\0') == b'FVSTATE'
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:   # a plain read of every byte agrees with the sparse-aware digest
+        for block in iter(lambda: handle.read(1 << 22), b''):
+            digest.update(block)
+    assert report['sha256'] == digest.hexdigest()
+    assert [r['name'] for r in report['regions']] == ['head', 'fvbios', 'fvboot', 'fvslotA', 'fvslotB', 'fvstate',
+                                                      'gpt-backup']
+
+
+@needs_tools
+def test_same_pieces_same_disk(disk, pieces, tmp_path):
+    path, report = disk
+    for source in pieces.iterdir():   # the pieces' own times do not matter
+        os.utime(source, (1e9, 1e9))
+    again = tmp_path / 'again.raw'
+    assert assemble.main(disk_args(pieces, again)) == 0
+    assert sha256(again) == sha256(path) == report['sha256']
+
+
+@needs_tools
+def test_verify_reads_back(disk, tmp_path, capsys):
+    path, report = disk
+    report_path = tmp_path / 'report.json'
+    report_path.write_text(json.dumps(report))
+    assert assemble.main(['verify', '--device', str(path), '--report', str(report_path)]) == 0
+    assert assemble.main(['verify', '--device', str(path), '--expect-sha256', report['sha256']]) == 0
+    region = report['regions'][3]
+    assert assemble.main(['verify', '--device', str(path), '--expect-sha256', region['sha256'],
+                          '--offset', str(region['offset']), '--length', str(region['length'])]) == 0
+    with open(path, 'r+b') as handle:   # one byte of slot A changed, then put back
+        handle.seek(region['offset'] + 100)
+        original = handle.read(1)
+        handle.seek(region['offset'] + 100)
+        handle.write(b'X')
+    try:
+        capsys.readouterr()
+        assert assemble.main(['verify', '--device', str(path), '--report', str(report_path)]) == 1
+        assert 'MISMATCH in fvslotA' in capsys.readouterr().out
+        assert assemble.main(['verify', '--device', str(path), '--expect-sha256', region['sha256'],
+                              '--offset', str(region['offset']), '--length', str(region['length'])]) == 1
+    finally:
+        with open(path, 'r+b') as handle:
+            handle.seek(region['offset'] + 100)
+            handle.write(original)
+    assert assemble.read_region(str(path), region['offset'], region['length']) == region['sha256']
+
+
+@needs_tools
+def test_slot_b_and_env_editing(pieces, tmp_path):
+    out = tmp_path / 'ab.raw'
+    assert assemble.main(disk_args(pieces, out, '--slot-b', str(pieces / 'root.squashfs'),
+                                   '--kernel-b', str(pieces / 'vmlinuz-b'), '--initrd-b', str(pieces / 'initrd-b.img'),
+                                   '--version-b', '9.9.9')) == 0
+    assert mtype(out, '/slots/B/vmlinuz') == (pieces / 'vmlinuz-b').read_bytes()
+    assert mtype(out, '/slots/B/version') == b'9.9.9\n'
+    assert assemble.disk_env(str(out)) == {'fv_active': 'A', 'fv_next': ''}
+    assert assemble.disk_env(str(out), {'fv_next': 'B'}) == {'fv_active': 'A', 'fv_next': 'B'}
+    block = mtype(out, '/grub/grubenv')
+    assert len(block) == 1024 and assemble.parse_grubenv(block) == {'fv_active': 'A', 'fv_next': 'B'}
+
+
+@needs_tools
+def test_refusals(pieces, tmp_path, capsys):
+    # a regular file is not a device; a block device is not overwritten without --device
+    assert assemble.main(disk_args(pieces, tmp_path / 'x.raw', '--device')) == 1
+    assert 'not a block device' in capsys.readouterr().err
+    if os.path.exists('/dev/null'):
+        block = [p for p in ('/dev/loop0', '/dev/vda', '/dev/sda', '/dev/nvme0n1') if assemble.is_block_device(p)]
+        if block:
+            assert assemble.main(disk_args(pieces, block[0])) == 1
+            assert 'pass --device' in capsys.readouterr().err
+    big = tmp_path / 'big.squashfs'
+    with open(big, 'wb') as handle:
+        handle.truncate(641 * MIB)
+    args = disk_args(pieces, tmp_path / 'y.raw')
+    args[args.index('--slot-a') + 1] = str(big)
+    assert assemble.main(args) == 1
+    assert 'does not fit fvslotA' in capsys.readouterr().err
+    assert not (tmp_path / 'y.raw').exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.y.raw')] == []
