@@ -40,13 +40,18 @@ def desired_values(table: Sequence[Option], params: Dict[str, Any], context: Dic
     return desired
 
 
-def compare(table: Sequence[Option], desired: Dict[str, Any], doc: Optional[Document]) -> List[Difference]:
-    """The declared options whose actual value (None for a new resource) differs."""
+def compare(table: Sequence[Option], desired: Dict[str, Any], doc: Optional[Document],
+            actual_view: Optional[Dict[str, Any]] = None) -> List[Difference]:
+    """The declared options whose actual value (None for a new resource) differs. ``actual_view``
+    holds values already read from ``doc``."""
     differences = []
     for opt in table:
         if opt.name not in desired:
             continue
-        actual = opt.read(doc) if doc is not None and opt.read else None
+        if actual_view is not None and opt.name in actual_view:
+            actual = actual_view[opt.name]
+        else:
+            actual = opt.read(doc) if doc is not None and opt.read else None
         if doc is None or not opt.equal(desired[opt.name], actual):
             differences.append(Difference(opt, actual, desired[opt.name]))
     return differences

@@ -465,6 +465,8 @@ class Plan:
     # Power state and autostart as read once when planning (None for a new domain).
     state: Optional[int] = None
     autostart: Optional[bool] = None
+    # Every XML option's value in doc, read once and shared by compare, diff and describe.
+    actual: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -496,6 +498,7 @@ class VmService:
             with mapped('domain %r' % name):
                 plan.doc = Document(dom.XMLDesc(flag('VIR_DOMAIN_XML_INACTIVE')))
                 plan.state, plan.autostart = facts or (dom.state()[0], bool(dom.autostart()))
+                plan.actual = view(VM_OPTIONS, plan.doc)
         context = {'name': name, 'default_pool': _first_pool(params)}
         try:
             plan.desired = desired_values(VM_OPTIONS, params, context)
@@ -511,7 +514,7 @@ class VmService:
         if params.get('cloud_init') is not None:
             self._plan_seed(plan, context)
         self._check_volumes(plan)
-        plan.differences = compare(VM_OPTIONS, plan.desired, plan.doc)
+        plan.differences = compare(VM_OPTIONS, plan.desired, plan.doc, plan.actual)
         return plan
 
     def virt_type(self) -> str:
@@ -590,7 +593,9 @@ class VmService:
             with mapped('vm %s: autostart' % name):
                 changes.act('set autostart of %s to %s' % (name, params['autostart']),
                             dom.setAutostart if dom is not None else None, int(params['autostart']))
+        before_power = len(changes.actions)
         self._power(dom, params, changes, current)
+        power_changed = len(changes.actions) > before_power
         after = self._diff_view(plan, doc) if changes.changed else {k: v for k, v in before.items()
                                                                      if k not in ('state', 'autostart')}
         after['state'] = params['state'] if params['state'] != 'present' else before.get('state', 'stopped')
@@ -602,10 +607,20 @@ class VmService:
             'changed': changes.changed, 'actions': changes.actions, 'reboot_required': reboot_required,
             'changes': {d.option.name: d.apply for d in plan.differences},
             'diff': {'before': before, 'after': after}, 'warnings': warnings,
-            'vm': (after if dom is None or self.check_mode
-                   else self.describe(dom, name, doc, plan.state, plan.autostart) if not changes.changed
-                   else self.describe(dom, name)),
+            'vm': self._result_view(plan, dom, doc, changes.changed, power_changed, current, after),
         }
+
+    def _result_view(self, plan: Plan, dom: Any, doc: Document, changed: bool, power_changed: bool,
+                     state: int, after: Dict[str, Any]) -> Dict[str, Any]:
+        """The domain as it is now; runtime facts are read again only where this run moved them."""
+        if dom is None or self.check_mode:
+            return after
+        if not changed:
+            return self.describe(dom, plan.name, plan.doc, plan.state, plan.autostart, plan.actual)
+        if power_changed:
+            return self.describe(dom, plan.name)
+        autostart = plan.params['autostart'] if plan.params.get('autostart') is not None else bool(plan.autostart)
+        return self.describe(dom, plan.name, None, state, autostart)
 
     def _diff_view(self, plan: Plan, doc: Document) -> Dict[str, Any]:
         """The declared options as the document has them."""
@@ -614,7 +629,7 @@ class VmService:
     def _diff_side(self, plan: Plan) -> Dict[str, Any]:
         if plan.doc is None:
             return {'state': 'absent'}
-        side = self._diff_view(plan, plan.doc)
+        side = {key: _public(plan.actual[key]) for key in plan.desired if key in plan.actual}
         side['state'] = STATE_NAMES.get(plan.state, 'unknown')
         if plan.params.get('autostart') is not None:
             side['autostart'] = plan.autostart
@@ -735,7 +750,8 @@ class VmService:
         return None
 
     def describe(self, dom: Any, name: Optional[str] = None, doc: Optional[Document] = None,
-                 state: Optional[int] = None, autostart: Optional[bool] = None) -> Dict[str, Any]:
+                 state: Optional[int] = None, autostart: Optional[bool] = None,
+                 actual: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """The vm_info view of a domain: every table option as it is, plus runtime facts (read
         here unless the caller has them)."""
         with mapped('vm %s' % (name or dom.name())):
@@ -745,7 +761,7 @@ class VmService:
                 state = dom.state()[0]
             if autostart is None:
                 autostart = bool(dom.autostart())
-            result = {opt.name: _public(opt.read(doc)) for opt in VM_OPTIONS if opt.read is not None}
+            result = {key: _public(value) for key, value in (actual or view(VM_OPTIONS, doc)).items()}
             result.update({
                 'name': dom.name(), 'uuid': dom.UUIDString(), 'state': STATE_NAMES.get(state, 'unknown'),
                 'autostart': autostart, 'owned': doc.owner() == OWNER,

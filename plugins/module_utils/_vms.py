@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -35,16 +36,23 @@ def merged_specs(items: List[Dict[str, Any]], defaults: Dict[str, Any],
         raise FvError('defaults: name cannot have a default')
     validator = ArgumentSpecValidator(VM_ITEM_ARGSPEC)
     specs, errors = [], []
+    # Specs that differ only by name (a fleet of alike VMs) are validated once.
+    validated_shapes: Dict[str, Dict[str, Any]] = {}
     for index, item in enumerate(items):
         merged = dict(defaults)
         merged.update({k: v for k, v in item.items() if v is not None})
         if scope is not None:
             merged['scope'] = scope
         label = 'vms[%d]%s' % (index, ' (%s)' % item['name'] if item.get('name') else '')
+        shape = json.dumps({k: v for k, v in merged.items() if k != 'name'}, sort_keys=True, default=repr)
+        if isinstance(merged.get('name'), str) and shape in validated_shapes:
+            specs.append(dict(validated_shapes[shape], name=merged['name']))
+            continue
         result = validator.validate(merged)
         if result.error_messages:
             errors.extend('%s: %s' % (label, message) for message in result.error_messages)
             continue
+        validated_shapes[shape] = result.validated_parameters
         specs.append(result.validated_parameters)
     names = [spec['name'] for spec in specs]
     duplicates = sorted({name for name in names if names.count(name) > 1})

@@ -12,7 +12,6 @@ was, so a document read from libvirt, edited and written back differs only where
 from __future__ import annotations
 
 import functools
-import io
 import re
 import xml.etree.ElementTree as ET
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -21,6 +20,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 FV_NS = 'urn:firmvisor:hypervisor:1'
 FV_PREFIX = 'firmvisor'
 
+_XMLNS = re.compile(r"""xmlns:([\w.-]+)=["']([^"']*)["']""")
 _STEP = re.compile(r"^(?P<tag>(?:\{[^}]*\})?[\w.-]+)(?:\[@(?P<attr>[\w:.-]+)='(?P<value>[^']*)'\])?$")
 
 
@@ -50,15 +50,12 @@ class Document:
     def __init__(self, text: str) -> None:
         self.namespaces: Dict[str, str] = {}
         try:
-            if 'xmlns' not in text:  # no prefixes to remember: the plain parser is faster
-                self.root = ET.fromstring(text)
-                return
-            events = ET.iterparse(io.StringIO(text), events=('start-ns',))
-            for _event, (prefix, uri) in events:
-                self.namespaces.setdefault(prefix, uri)
-            self.root = events.root  # type: ignore[attr-defined]
+            self.root = ET.fromstring(text)
         except ET.ParseError as exc:
             raise XMLError('cannot parse XML: %s' % exc)
+        # The parser resolves prefixes away; remember them so that output keeps them.
+        for prefix, uri in _XMLNS.findall(text):
+            self.namespaces.setdefault(prefix, uri)
 
     @classmethod
     def new(cls, tag: str, **attrs: str) -> 'Document':
