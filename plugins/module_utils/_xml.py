@@ -64,14 +64,12 @@ class Document:
 
     # ---- reading ------------------------------------------------------------------------------
     def find(self, path: str, parent: Optional[ET.Element] = None) -> Optional[ET.Element]:
-        found = self.findall(path, parent)
-        return found[0] if found else None
+        _steps(path)
+        return (self.root if parent is None else parent).find(path)
 
     def findall(self, path: str, parent: Optional[ET.Element] = None) -> List[ET.Element]:
-        current = [self.root if parent is None else parent]
-        for tag, attr, value in _steps(path):
-            current = [child for elem in current for child in elem if _matches(child, tag, attr, value)]
-        return current
+        _steps(path)  # the same path grammar everywhere: reject what ensure() could not build
+        return (self.root if parent is None else parent).findall(path)  # ElementTree caches compiled paths
 
     def text(self, path: str, parent: Optional[ET.Element] = None) -> Optional[str]:
         elem = self.find(path, parent)
