@@ -407,3 +407,154 @@ def test_refusals(pieces, tmp_path, capsys):
     assert 'does not fit fvslotA' in capsys.readouterr().err
     assert not (tmp_path / 'y.raw').exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith('.y.raw')] == []
+
+
+# ---- fv-install: the on-host installer's checks (fake /sys, /dev nodes as files) -----------------------
+def _load_fv_install():
+    from importlib.machinery import SourceFileLoader
+    path = os.path.join(FILES, 'overlay', 'usr', 'lib', 'firmvisor', 'fv-install')
+    loader = SourceFileLoader('fv_install', path)
+    spec = importlib.util.spec_from_loader('fv_install', loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules['fv_install'] = module
+    loader.exec_module(module)
+    return module
+
+
+fv_install = _load_fv_install()
+
+
+def iso_volume(label):
+    data = bytearray(34816)
+    data[32768:32774] = b'\x01CD001'
+    data[32768 + 40:32768 + 72] = label.encode().ljust(32)
+    return bytes(data)
+
+
+def fat_volume(label, fat32=True):
+    boot = bytearray(512)
+    boot[510:] = b'\x55\xaa'
+    if fat32:
+        boot[71:82], boot[82:90] = label.encode().ljust(11), b'FAT32   '
+    else:
+        boot[43:54], boot[54:62] = label.encode().ljust(11), b'FAT16   '
+    return bytes(boot)
+
+
+@pytest.fixture
+def machine(tmp_path, monkeypatch):
+    """vda (4 GiB, empty), vdb (4 GiB) with vdb1, sdb (the ISO on a USB stick), sdc (FAT seed), sr0."""
+    sys_block, dev = tmp_path / 'sys', tmp_path / 'dev'
+    dev.mkdir()
+    disks = {'vda': (4 << 30, b''), 'vdb': (4 << 30, b''), 'vdc': (1 << 30, b''), 'sdb': (1 << 30, iso_volume('FVISO')),
+             'sdc': (1 << 20, fat_volume('FVSEED', fat32=False)), 'sr0': (0, b'')}
+    for number, (name, (size, content)) in enumerate(disks.items()):
+        entry = sys_block / name
+        entry.mkdir(parents=True)
+        (entry / 'dev').write_text('254:%d\n' % (number * 16))
+        (entry / 'size').write_text('%d\n' % (size // 512))
+        (entry / 'ro').write_text('0\n')
+        (entry / 'holders').mkdir()
+        (entry / 'uevent').write_text('DEVNAME=%s\nDEVTYPE=disk\n' % name)
+        (dev / name).write_bytes(content)
+    part = sys_block / 'vdb' / 'vdb1'
+    part.mkdir()
+    (part / 'partition').write_text('1\n')
+    (part / 'dev').write_text('254:17\n')
+    (part / 'size').write_text('2048\n')
+    (part / 'uevent').write_text('DEVNAME=vdb1\nDEVTYPE=partition\n')
+    (sys_block / 'vdb1').symlink_to(part)
+    (dev / 'vdb1').write_bytes(b'')
+    cmdline, mounts = tmp_path / 'cmdline', tmp_path / 'mounts'
+    cmdline.write_text('BOOT_IMAGE=/boot/vmlinuz fv.live=1 console=ttyS0,115200\n')
+    mounts.write_text('proc /proc proc rw 0 0\n/dev/vdb1 /mnt ext4 rw 0 0\n')
+    monkeypatch.setattr(fv_install, 'block_name', lambda device, paths: os.path.basename(os.path.realpath(device)))
+    paths = fv_install.Paths(cmdline=str(cmdline), mounts=str(mounts), sys_block=str(sys_block), dev=str(dev),
+                             run=str(tmp_path / 'run'), seeds=())
+    return paths, tmp_path
+
+
+def test_volume_labels(machine):
+    paths, _ = machine
+    assert fv_install.volume_label(os.path.join(paths.dev, 'sdb')) == 'FVISO'
+    assert fv_install.volume_label(os.path.join(paths.dev, 'sdc')) == 'FVSEED'
+    assert fv_install.volume_label(os.path.join(paths.dev, 'vda')) is None
+    assert fv_install.find_labelled('FVISO', paths) == ['sdb']
+    assert fv_install.find_labelled('FVSEED', paths) == ['sdc']
+
+
+def test_target_checks(machine):
+    paths, tmp = machine
+    minimum = assemble.min_disk_size()
+    dev = paths.dev
+    assert fv_install.check_target(dev + '/vda', paths, {}, minimum) == ('vda', 4 << 30)
+    refusals = [
+        (dev + '/vdb1', {}, 'is a partition of vdb'),
+        (dev + '/vdb', {}, 'in use: vdb1 mounted on /mnt'),
+        (dev + '/vdc', {}, 'firmvisor needs 1539 MiB'),
+        (dev + '/sr0', {}, 'not a disk to install onto'),
+        (dev + '/vda', {'vda': 'the device the live system booted from (FVISO)'}, 'booted from'),
+    ]
+    for target, protected, message in refusals:
+        with pytest.raises(fv_install.InstallError, match=message.replace('(', r'\(').replace(')', r'\)')):
+            fv_install.check_target(target, paths, protected, minimum)
+    (tmp / 'sys' / 'vda' / 'ro').write_text('1\n')
+    with pytest.raises(fv_install.InstallError, match='read-only'):
+        fv_install.check_target(dev + '/vda', paths, {}, minimum)
+    (tmp / 'sys' / 'vda' / 'ro').write_text('0\n')
+    (tmp / 'sys' / 'vda' / 'holders' / 'dm-0').mkdir()
+    with pytest.raises(fv_install.InstallError, match='in use by dm-0'):
+        fv_install.check_target(dev + '/vda', paths, {}, minimum)
+
+
+@pytest.fixture
+def medium(tmp_path):
+    """An installer medium's tree: the pieces, and the real assemble.py."""
+    root = tmp_path / 'iso'
+    for relative in fv_install.PIECES.values():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(b'piece')
+    shutil.copyfile(ASSEMBLE, root / 'install' / 'assemble.py')
+    (root / 'install' / 'version').write_text('1.2.3\n')
+    return root
+
+
+def run_install(paths, *argv):
+    return fv_install.main(list(argv), paths)
+
+
+def test_install_refusals_write_nothing(machine, medium, capsys):
+    paths, tmp = machine
+    seed = tmp / 'seed.json'
+    dev = paths.dev
+    before = {name: os.path.getsize(os.path.join(dev, name)) for name in os.listdir(dev)}
+    seed.write_text(json.dumps({'hostname': 'hv1'}))
+    assert run_install(paths, '--seed', str(seed), '--source', str(medium)) == 0
+    assert 'no install_to in the seed' in capsys.readouterr().out
+    for target, message in ((dev + '/sdb', 'the device the live system booted from (FVISO)'),
+                            (dev + '/sdc', 'the seed (FVSEED)'),
+                            (dev + '/vdb1', 'is a partition'),
+                            ('vda', 'install_to must be a device path')):
+        seed.write_text(json.dumps({'install_to': target}))
+        assert run_install(paths, '--seed', str(seed), '--source', str(medium)) == 1
+        out = capsys.readouterr().out
+        assert 'firmvisor: install: FAILED:' in out and message in out
+    seed.write_text('{not json')
+    assert run_install(paths, '--seed', str(seed), '--source', str(medium)) == 1
+    assert 'not JSON' in capsys.readouterr().out
+    with open(paths.cmdline, 'w') as handle:
+        handle.write('BOOT_IMAGE=/slots/A/vmlinuz fv.slot=A\n')
+    seed.write_text(json.dumps({'install_to': dev + '/vda'}))
+    assert run_install(paths, '--seed', str(seed), '--source', str(medium)) == 1
+    assert 'not a live boot' in capsys.readouterr().out
+    assert before == {name: os.path.getsize(os.path.join(dev, name)) for name in os.listdir(dev)}
+
+
+def test_install_dry_run(machine, medium, capsys):
+    paths, tmp = machine
+    seed = tmp / 'seed.json'
+    seed.write_text(json.dumps({'install_to': paths.dev + '/vda'}))
+    assert run_install(paths, '--seed', str(seed), '--source', str(medium), '--dry-run') == 0
+    out = capsys.readouterr().out
+    assert 'dry run: would install firmvisor 1.2.3' in out and '(vda, 4096 MiB)' in out
+    assert os.path.getsize(os.path.join(paths.dev, 'vda')) == 0

@@ -11,9 +11,9 @@ made with ``mkfs.ext4 -d``, and the pieces are written at their offsets.
     assemble.py disk --out PATH --core core.img --boot-img boot.img --efi BOOTX64.EFI
                      --grub-cfg grub.cfg --kernel vmlinuz --initrd initrd.img --slot-a root.squashfs
                      [--version V] [--slot-b SQUASHFS --kernel-b K --initrd-b I [--version-b V]]
-                     [--report REPORT.json] [--device]
+                     [--report REPORT.json] [--device [--no-verify]]
         PATH is a file (written beside, then renamed; sparse) or, with --device, a whole block device
-        (read back and verified after writing).
+        (read back and verified after writing, unless --no-verify).
     assemble.py verify --device PATH --report REPORT.json
     assemble.py verify --device PATH --expect-sha256 HEX [--offset BYTES] [--length BYTES]
         read back what ``disk`` wrote and compare sha256 digests (exit 1 on a mismatch).
@@ -491,8 +491,6 @@ def build_regions(pieces: Pieces, table: Table, workdir: str) -> List[Region]:
     regions.append(Region('fvstate', state.offset, state.size, path=state_path))
     tail = gpt_backup(table)
     regions.append(Region('gpt-backup', table.size - len(tail), len(tail), data=tail))
-    for region in regions:
-        region.sha256 = _digest(region.chunks())
     return regions
 
 
@@ -535,13 +533,18 @@ def _drop_cache(handle) -> None:
 
 
 def write_regions(handle, regions: Sequence[Region], sparse: bool) -> None:
+    """Write every region at its offset (skipping zero chunks into a fresh ``sparse`` file), taking
+    the sha256 of what is written on the way: each source is read once."""
     for region in regions:
         handle.seek(region.offset)
+        digest = hashlib.sha256()
         for block in region.chunks():
+            digest.update(block)
             if sparse and block.count(0) == len(block):
                 handle.seek(len(block), os.SEEK_CUR)
             else:
                 handle.write(block)
+        region.sha256 = digest.hexdigest()
         log('wrote %-10s %6d MiB at %6d MiB  sha256 %s' % (region.name, -(-region.length // MIB),
                                                          region.offset // MIB, region.sha256[:16]))
 
@@ -610,8 +613,10 @@ def file_sha256(path: str) -> str:
 
 
 # ---- the disk ---------------------------------------------------------------------------------------
-def assemble(pieces: Pieces, out: str, device: bool = False, report: Optional[str] = None) -> Dict[str, object]:
-    """Write the whole disk to ``out`` (a file, or with ``device`` a whole block device)."""
+def assemble(pieces: Pieces, out: str, device: bool = False, report: Optional[str] = None,
+             verify: bool = True) -> Dict[str, object]:
+    """Write the whole disk to ``out`` (a file, or with ``device`` a whole block device, read back
+    and compared unless ``verify`` is false)."""
     if device:
         if not is_block_device(out):
             raise ImageError('%s is not a block device' % out)
@@ -656,9 +661,11 @@ def assemble(pieces: Pieces, out: str, device: bool = False, report: Optional[st
         'regions': [{'name': r.name, 'offset': r.offset, 'length': r.length, 'sha256': r.sha256} for r in regions],
     }
     if device:
-        bad = verify_regions(out, result['regions'])
-        if bad:
-            raise ImageError('%s: read-back differs in %s' % (out, ', '.join(bad)))
+        if verify:
+            bad = verify_regions(out, result['regions'])
+            if bad:
+                raise ImageError('%s: read-back differs in %s' % (out, ', '.join(bad)))
+        log('disk %s written: %d MiB' % (out, table.size // MIB))
     else:
         os.replace(target, out)
         result['sha256'] = file_sha256(out)
@@ -710,6 +717,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     disk.add_argument('--version-b')
     disk.add_argument('--report', help='write the table and every region\'s sha256 here (JSON)')
     disk.add_argument('--device', action='store_true', help='--out is a whole block device: overwrite it')
+    disk.add_argument('--no-verify', action='store_true', help='with --device: skip the read-back')
     verify = commands.add_parser('verify', help='read back and compare')
     verify.add_argument('--device', required=True)
     verify.add_argument('--report')
@@ -732,7 +740,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for path in (args.core, args.boot_img, args.efi, args.grub_cfg, args.kernel, args.initrd, args.slot_a):
                 if not os.path.isfile(path):
                     raise ImageError('%s: no such file' % path)
-            assemble(pieces, args.out, device=args.device, report=args.report)
+            assemble(pieces, args.out, device=args.device, report=args.report, verify=not args.no_verify)
         elif args.command == 'verify':
             if args.report:
                 with open(args.report) as handle:

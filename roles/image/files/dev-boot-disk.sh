@@ -12,10 +12,11 @@
 #   3. next boot, B never marked good: A boots (fallback)
 #   4. fv_active=B: B boots
 #   5. fv_next=B on a disk whose slot B has no kernel: A boots
-# then builds the ISO from the same pieces and boots it (fv.live=1) under both firmwares.
+# then builds the ISO from the same pieces and boots it (fv.live=1) under both firmwares, and (as
+# root, with loop devices) runs fv-install from the ISO's tree onto a loop device and boots that disk.
 #
 # Environment: FV_TEST_KERNEL (default /var/cache/firmvisor/guest/vmlinuz), FV_FIRMWARES (default
-# "bios efi"), FV_BOOT_TIMEOUT seconds per boot (default 240), FV_SKIP_ISO=1.
+# "bios efi"), FV_BOOT_TIMEOUT seconds per boot (default 240), FV_SKIP_ISO=1, FV_SKIP_INSTALL=1.
 # Every qemu it starts is killed and temporary files are removed on exit, whatever happens.
 set -eu
 
@@ -31,6 +32,7 @@ ASSEMBLE="python3 $HERE/assemble.py"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1735689600}
 
 QEMU_PID=
+LOOP=
 PASSED=0
 FAILED=0
 RESULTS=
@@ -42,6 +44,9 @@ cleanup() {
         wait "$QEMU_PID" 2>/dev/null || true
     fi
     QEMU_PID=
+    if [ -n "$LOOP" ]; then
+        losetup -d "$LOOP" 2>/dev/null || true
+    fi
     rm -rf "$WORK/tmp"
     rm -f "$WORK"/disk-*.raw "$WORK"/vars-*.fd
     exit "$status"
@@ -128,11 +133,11 @@ if command -v sfdisk >/dev/null; then
 fi
 
 # ---- boots ---------------------------------------------------------------------------------------
-# boot NAME FIRMWARE MEDIA EXPECT_MARK EXPECT_CMDLINE_WORD
+# boot NAME FIRMWARE MEDIA EXPECT_MARK EXPECT_CMDLINE_WORD [EXPECT_GRUB_LINE]
 #   MEDIA is "disk:PATH" or "cdrom:PATH". Waits (polling, with a deadline) for the initramfs line,
 #   then checks it and GRUB's line on the serial console.
 boot() {
-    name=$1 firmware=$2 media=$3 mark=$4 word=$5
+    name=$1 firmware=$2 media=$3 mark=$4 word=$5 grub=${6:-}
     log=$WORK/logs/$name.log
     rm -f "$log"
     set -- qemu-system-x86_64 -accel tcg -m 512 -nographic -monitor none -no-reboot -nic none \
@@ -181,10 +186,12 @@ boot() {
             *" console=ttyS0,115200 "*) ;;
             *) problem="${problem:+$problem; }cmdline lacks console=ttyS0,115200" ;;
         esac
-        case $mark in
-            LIVE) grub="firmvisor: grub: booting live" ;;
-            *) grub="firmvisor: grub: booting slot $mark" ;;
-        esac
+        if [ -z "$grub" ]; then
+            case $mark in
+                LIVE) grub="firmvisor: grub: booting live" ;;
+                *) grub="firmvisor: grub: booting slot $mark" ;;
+            esac
+        fi
         grep -a -q "$grub" "$log" || problem="${problem:+$problem; }no '$grub' on the console"
     fi
     if [ -z "$problem" ]; then
@@ -260,6 +267,40 @@ if [ "${FV_SKIP_ISO:-0}" != 1 ]; then
     for fw in $FIRMWARES; do
         boot "$fw-iso" "$fw" "cdrom:$WORK/firmvisor-test.iso" LIVE fv.live=1
     done
+fi
+
+# fv-install: the installer's own path onto a block device (a loop device here), then boot that disk.
+if [ "${FV_SKIP_ISO:-0}" != 1 ] && [ "${FV_SKIP_INSTALL:-0}" != 1 ] && [ "$(id -u)" = 0 ] \
+        && command -v losetup >/dev/null && [ -e /dev/loop-control ]; then
+    say "fv-install onto a loop device"
+    tree=$WORK/tmp/iso-tree
+    mkdir -p "$tree"
+    xorriso -osirrox on -indev "$WORK/firmvisor-test.iso" -extract / "$tree" >/dev/null 2>&1 \
+        || die "extracting the ISO"
+    installed=$WORK/disk-installed.raw
+    rm -f "$installed"
+    truncate -s 2G "$installed"
+    LOOP=$(losetup -f --show "$installed") || die "losetup"
+    printf '{"hostname": "hv-test", "install_to": "%s"}\n' "$LOOP" >"$WORK/tmp/seed.json"
+    # --force: this is not a live boot (no fv.live=1 in /proc/cmdline); loop devices are allowed only here
+    if FV_INSTALL_ALLOW_LOOP=1 python3 "$HERE/overlay/usr/lib/firmvisor/fv-install" --force --no-reboot \
+            --seed "$WORK/tmp/seed.json" --source "$tree" >"$WORK/logs/fv-install.out" 2>&1; then
+        PASSED=$((PASSED + 1))
+        RESULTS="$RESULTS
+  PASS  fv-install onto $LOOP: $(grep -c 'verify .* ok' "$WORK/logs/fv-install.out") regions verified"
+        say "PASS fv-install onto $LOOP"
+    else
+        FAILED=$((FAILED + 1))
+        RESULTS="$RESULTS
+  FAIL  fv-install onto $LOOP (see $WORK/logs/fv-install.out)"
+        cat "$WORK/logs/fv-install.out"
+    fi
+    losetup -d "$LOOP"
+    LOOP=
+    for fw in $FIRMWARES; do
+        boot "$fw-installed" "$fw" "disk:$installed" LIVE fv.slot=A "firmvisor: grub: booting slot A"
+    done
+    rm -f "$installed"
 fi
 
 say "results ($PASSED passed, $FAILED failed):$RESULTS"
