@@ -13,22 +13,21 @@ from __future__ import annotations
 
 import ipaddress
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import (
     Changes, FvError, drop_none, normalize_mac,
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt import (
-    CONNECTION_ARGSPEC, flag, libvirt, lookup_network, mapped,
+    CONNECTION_ARGSPEC, flag, lookup_network, mapped, persistent_xml,
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._reconcile import (
-    Difference, apply, compare, desired_values,
+    Difference, Plan, apply, compare, desired_values,
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._spec import (
     LIVE, Option, argspec, attr_option, view,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document, element
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document, element, escape
 
 OWNER = 'firmvisor.hypervisor'
 STATES = ('present', 'active', 'inactive', 'absent')
@@ -53,15 +52,7 @@ DHCP_SPEC = dict(
 # ---- reading the XML ----------------------------------------------------------------------------
 def network_xml(net: Any) -> Document:
     """The network's persistent definition (the live one for a transient network)."""
-    flags = flag('VIR_NETWORK_XML_INACTIVE') if net.isPersistent() else 0
-    try:
-        return Document(net.XMLDesc(flags))
-    except Exception as exc:
-        # Drivers without the flag (the test driver) have only one definition.
-        if flags and libvirt is not None and isinstance(exc, libvirt.libvirtError) and \
-                exc.get_error_code() in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
-            return Document(net.XMLDesc(0))
-        raise
+    return Document(persistent_xml(net, 'VIR_NETWORK_XML_INACTIVE'))
 
 
 def _ipv4_elem(doc: Document) -> Optional[Any]:
@@ -391,13 +382,10 @@ _ORDER = {opt.name: index for index, opt in enumerate(NETWORK_OPTIONS)}
 
 def new_network(name: str) -> Document:
     """The skeleton of a new network; the table's writers fill in every declared option."""
-    doc = Document('<network>\n  <name>%s</name>\n  <metadata/>\n</network>' % _escape(name))
+    doc = Document('<network>\n  <name>%s</name>\n  <metadata/>\n</network>' % escape(name))
     doc.set_owner(OWNER)
     return doc
 
-
-def _escape(text: str) -> str:
-    return text.replace('&', '&amp;').replace('<', '&lt;').replace("'", '&apos;')
 
 
 def describe_network(net: Any, doc: Optional[Document] = None) -> Dict[str, Any]:
@@ -453,22 +441,7 @@ def validate(name: str, params: Dict[str, Any], desired: Dict[str, Any], doc: Do
 
 
 # ---- the service --------------------------------------------------------------------------------
-@dataclass
-class NetworkPlan:
-    params: Dict[str, Any]
-    net: Any
-    doc: Optional[Document] = None          # the current definition
-    active: bool = False
-    persistent: bool = False
-    autostart: bool = False
-    desired: Dict[str, Any] = field(default_factory=dict)
-    differences: List[Difference] = field(default_factory=list)
-    planned: Optional[Document] = None      # the definition after the run
-
-    @property
-    def name(self) -> str:
-        return self.params['name']
-
+class NetworkPlan(Plan):
     @property
     def structural(self) -> List[Difference]:
         """Changes a running network cannot take live."""
@@ -491,20 +464,16 @@ class NetworkService:
     # -- planning (reads only) --
     def prepare(self, params: Dict[str, Any]) -> NetworkPlan:
         name = params['name']
-        plan = NetworkPlan(params=params, net=lookup_network(self.conn, name))
-        if plan.net is not None:
-            with mapped('network %r' % name):
-                plan.active = bool(plan.net.isActive())
-                plan.persistent = bool(plan.net.isPersistent())
-                plan.autostart = bool(plan.net.autostart())
-                plan.doc = network_xml(plan.net)
+        plan = NetworkPlan(params=params, obj=lookup_network(self.conn, name))
+        with mapped('network %r' % name):
+            plan.read(network_xml)
         if params.get('state') == 'absent':
             return plan
         try:
             plan.desired = desired_values(NETWORK_OPTIONS, params, {'name': name})
         except FvError as exc:
             raise FvError('network %r: %s' % (name, exc))
-        if plan.net is None:
+        if plan.obj is None:
             plan.desired.setdefault('mode', _OPTION['mode'].create_default)
         if 'ip' in plan.desired and (plan.doc is None or read_ip(plan.doc) is None):
             plan.desired.setdefault('prefix', DEFAULT_PREFIX)  # a new address without a prefix
@@ -534,7 +503,7 @@ class NetworkService:
         warnings: List[str] = []
         recreate_required = pending = False
         before = self._side(plan, plan.doc, plan.active, plan.autostart)
-        net, active = plan.net, plan.active
+        net, active = plan.obj, plan.active
         if net is None:
             net = self._define(plan.planned, 'define network %s' % name, name, changes)
         else:
@@ -564,7 +533,7 @@ class NetworkService:
         if autostart is not None and autostart != plan.autostart:
             self._act(changes, 'set autostart of network %s to %s' % (name, autostart), name, 'autostart',
                       net.setAutostart if net is not None else None, int(autostart))
-        start = params['state'] == 'active' or (params['state'] == 'present' and plan.net is None)
+        start = params['state'] == 'active' or (params['state'] == 'present' and plan.obj is None)
         if start and not active:
             self._act(changes, 'start network %s' % name, name, 'start', net.create if net is not None else None)
             active = True
@@ -579,7 +548,7 @@ class NetworkService:
             info = describe_network(net)
         else:
             info = {opt.name: opt.read(after_doc) for opt in NETWORK_OPTIONS if opt.read is not None}
-            info.update({'name': name, 'uuid': plan.net.UUIDString() if plan.net is not None else None,
+            info.update({'name': name, 'uuid': plan.obj.UUIDString() if plan.obj is not None else None,
                          'active': active, 'persistent': True, 'owned': after_doc.owner() == OWNER,
                          'autostart': plan.autostart if autostart is None else autostart})
         return {
@@ -625,7 +594,7 @@ class NetworkService:
         return side
 
     def _remove(self, plan: NetworkPlan, changes: Changes) -> Dict[str, Any]:
-        net, name = plan.net, plan.name
+        net, name = plan.obj, plan.name
         absent = {'state': 'absent'}
         if net is None:
             return {'changed': False, 'actions': [], 'recreate_required': False, 'network': {},

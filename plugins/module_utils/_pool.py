@@ -11,22 +11,21 @@ A pool's data (its directory, file system, volume group and volumes) is never de
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import (
     Changes, FvError, drop_none,
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt import (
-    CONNECTION_ARGSPEC, error_text, flag, libvirt, lookup_pool, mapped,
+    CONNECTION_ARGSPEC, error_text, flag, libvirt, lookup_pool, mapped, persistent_xml,
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._reconcile import (
-    Difference, apply, compare, desired_values,
+    Plan, apply, compare, desired_values,
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._spec import (
     Option, argspec, attr_option, view,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document, element
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document, element, escape
 
 STATES = ('present', 'active', 'inactive', 'absent')
 TYPES = ('dir', 'fs', 'logical', 'netfs')
@@ -44,15 +43,8 @@ SOURCE_SPEC = dict(
 
 # ---- reading the XML ----------------------------------------------------------------------------
 def pool_xml(pool: Any) -> Document:
-    """The pool's persistent definition (drivers without the INACTIVE flag have only one)."""
-    flags = flag('VIR_STORAGE_XML_INACTIVE') if pool.isPersistent() else 0
-    try:
-        return Document(pool.XMLDesc(flags))
-    except Exception as exc:
-        if flags and libvirt is not None and isinstance(exc, libvirt.libvirtError) and \
-                exc.get_error_code() in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
-            return Document(pool.XMLDesc(0))
-        raise
+    """The pool's persistent definition."""
+    return Document(persistent_xml(pool, 'VIR_STORAGE_XML_INACTIVE'))
 
 
 def normalize_path(value: Any, _context: Dict[str, Any]) -> str:
@@ -150,11 +142,8 @@ POOL_ARGSPEC = argspec(
 
 def new_pool(name: str) -> Document:
     """The skeleton of a new pool; the table's writers fill in every declared option."""
-    return Document("<pool type='dir'>\n  <name>%s</name>\n</pool>" % _escape(name))
+    return Document("<pool type='dir'>\n  <name>%s</name>\n</pool>" % escape(name))
 
-
-def _escape(text: str) -> str:
-    return text.replace('&', '&amp;').replace('<', '&lt;').replace("'", '&apos;')
 
 
 def describe_pool(pool: Any, doc: Optional[Document] = None) -> Dict[str, Any]:
@@ -192,23 +181,6 @@ def validate(name: str, params: Dict[str, Any], doc: Document) -> None:
 
 
 # ---- the service --------------------------------------------------------------------------------
-@dataclass
-class PoolPlan:
-    params: Dict[str, Any]
-    pool: Any
-    doc: Optional[Document] = None          # the current definition
-    active: bool = False
-    persistent: bool = False
-    autostart: bool = False
-    desired: Dict[str, Any] = field(default_factory=dict)
-    differences: List[Difference] = field(default_factory=list)
-    planned: Optional[Document] = None      # the definition after the run
-
-    @property
-    def name(self) -> str:
-        return self.params['name']
-
-
 class PoolService:
     """Converges storage pools over one connection. No AnsibleModule inside."""
 
@@ -219,23 +191,19 @@ class PoolService:
     describe = staticmethod(describe_pool)
 
     # -- planning (reads only) --
-    def prepare(self, params: Dict[str, Any]) -> PoolPlan:
+    def prepare(self, params: Dict[str, Any]) -> Plan:
         name = params['name']
         what = 'storage pool %r' % name
-        plan = PoolPlan(params=params, pool=lookup_pool(self.conn, name))
-        if plan.pool is not None:
-            with mapped(what):
-                plan.active = bool(plan.pool.isActive())
-                plan.persistent = bool(plan.pool.isPersistent())
-                plan.autostart = bool(plan.pool.autostart())
-                plan.doc = pool_xml(plan.pool)
+        plan = Plan(params=params, obj=lookup_pool(self.conn, name))
+        with mapped(what):
+            plan.read(pool_xml)
         if params.get('state') == 'absent':
             return plan
         try:
             plan.desired = desired_values(POOL_OPTIONS, params, {'name': name})
         except FvError as exc:
             raise FvError('%s: %s' % (what, exc))
-        if plan.pool is None:
+        if plan.obj is None:
             plan.desired.setdefault('type', 'dir')
         plan.differences = compare(POOL_OPTIONS, plan.desired, plan.doc)
         plan.planned = Document(plan.doc.tostring()) if plan.doc is not None else new_pool(name)
@@ -252,14 +220,14 @@ class PoolService:
         return self.converge(self.prepare(params))
 
     # -- carrying out --
-    def converge(self, plan: PoolPlan) -> Dict[str, Any]:
+    def converge(self, plan: Plan) -> Dict[str, Any]:
         params, name = plan.params, plan.name
         changes = Changes(self.check_mode)
         if params['state'] == 'absent':
             return self._remove(plan, changes)
         warnings: List[str] = []
         before = self._side(plan, plan.doc, plan.active, plan.autostart)
-        pool, active = plan.pool, plan.active
+        pool, active = plan.obj, plan.active
         kind = plan.planned.root.get('type')
         if pool is None:
             pool = self._define(plan.planned, 'define storage pool %s' % name, name, changes)
@@ -281,7 +249,7 @@ class PoolService:
         if autostart is not None and autostart != plan.autostart:
             self._act(changes, 'set autostart of storage pool %s to %s' % (name, autostart), name, 'autostart',
                       pool.setAutostart if pool is not None else None, int(autostart))
-        start = params['state'] == 'active' or (params['state'] == 'present' and plan.pool is None)
+        start = params['state'] == 'active' or (params['state'] == 'present' and plan.obj is None)
         if start and not active:
             self._act(changes, 'start storage pool %s' % name, name, 'start',
                       pool.create if pool is not None else None, 0)
@@ -297,11 +265,11 @@ class PoolService:
             info = describe_pool(pool)
         else:
             info = {opt.name: opt.read(after_doc) for opt in POOL_OPTIONS if opt.read is not None}
-            info.update({'name': name, 'uuid': plan.pool.UUIDString() if plan.pool is not None else None,
+            info.update({'name': name, 'uuid': plan.obj.UUIDString() if plan.obj is not None else None,
                          'active': active, 'persistent': True,
                          'autostart': plan.autostart if autostart is None else autostart,
                          'capacity': None, 'allocation': None, 'available': None,
-                         'volumes': sorted(plan.pool.listVolumes()) if plan.pool is not None and plan.active else []})
+                         'volumes': sorted(plan.obj.listVolumes()) if plan.obj is not None and plan.active else []})
         return {
             'changed': changes.changed, 'actions': changes.actions,
             'diff': {'before': before, 'after': after}, 'pool': info, 'warnings': warnings,
@@ -331,7 +299,7 @@ class PoolService:
                 return
             raise FvError('storage pool %r: build: %s' % (name, error_text(exc)))
 
-    def _side(self, plan: PoolPlan, doc: Optional[Document], active: bool, autostart: bool) -> Dict[str, Any]:
+    def _side(self, plan: Plan, doc: Optional[Document], active: bool, autostart: bool) -> Dict[str, Any]:
         """One side of the diff: the declared options as ``doc`` has them, and the state."""
         if doc is None:
             return {'state': 'absent'}
@@ -341,8 +309,8 @@ class PoolService:
             side['autostart'] = autostart
         return side
 
-    def _remove(self, plan: PoolPlan, changes: Changes) -> Dict[str, Any]:
-        pool, name = plan.pool, plan.name
+    def _remove(self, plan: Plan, changes: Changes) -> Dict[str, Any]:
+        pool, name = plan.obj, plan.name
         absent = {'state': 'absent'}
         if pool is None:
             return {'changed': False, 'actions': [], 'pool': {}, 'warnings': [],

@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._spec import (
     LIVE, NEXT_BOOT, RESTART, Option,
@@ -69,3 +69,30 @@ def strongest(differences: Sequence[Difference]) -> Optional[str]:
         return None
     return max((d.apply for d in differences), key=_SEVERITY.__getitem__)
 
+
+
+@dataclass
+class Plan:
+    """What planning learned about one network or pool: its state and definition as they are,
+    what was declared, and how they differ."""
+    params: Dict[str, Any]
+    obj: Any                                # the libvirt object, None when it does not exist
+    doc: Optional[Document] = None          # the current definition
+    active: bool = False
+    persistent: bool = False
+    autostart: bool = False
+    desired: Dict[str, Any] = field(default_factory=dict)
+    differences: List[Difference] = field(default_factory=list)
+    planned: Optional[Document] = None      # the definition after the run
+
+    @property
+    def name(self) -> str:
+        return self.params['name']
+
+    def read(self, definition: Callable[[Any], Document]) -> None:
+        """Fill in the state and the definition of an existing object."""
+        if self.obj is not None:
+            self.active = bool(self.obj.isActive())
+            self.persistent = bool(self.obj.isPersistent())
+            self.autostart = bool(self.obj.autostart())
+            self.doc = definition(self.obj)

@@ -30,7 +30,7 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils._spec import 
     LIVE, NEXT_BOOT, RESTART, Option, argspec, attr_option, text_option, view,
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._volume import Volumes
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document, element, sub
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document, element, escape, sub
 
 OWNER = 'firmvisor.hypervisor'
 CONSOLE_LOG = '/var/log/libvirt/qemu/%s-serial.log'
@@ -401,13 +401,10 @@ def new_domain(name: str) -> Document:
         "    <channel type='unix'>\n      <target type='virtio' name='org.qemu.guest_agent.0'/>\n"
         "    </channel>\n"
         "    <rng model='virtio'>\n      <backend model='random'>/dev/urandom</backend>\n    </rng>\n"
-        "  </devices>\n</domain>" % (_escape(name), _escape(CONSOLE_LOG % name)))
+        "  </devices>\n</domain>" % (escape(name), escape(CONSOLE_LOG % name)))
     doc.set_owner(OWNER)
     return doc
 
-
-def _escape(text: str) -> str:
-    return text.replace('&', '&amp;').replace('<', '&lt;').replace("'", '&apos;')
 
 
 # ---- cloud-init ---------------------------------------------------------------------------------

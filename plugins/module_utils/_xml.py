@@ -186,6 +186,12 @@ def _detach(parent: ET.Element, child: ET.Element) -> None:
     parent.remove(child)
 
 
+def escape(text: str) -> str:
+    """Text safe inside an element or a single- or double-quoted attribute."""
+    return (text.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')
+            .replace("'", '&apos;').replace('"', '&quot;'))
+
+
 def iter_devices(doc: Document, tag: str) -> Iterator[ET.Element]:
     return iter(doc.findall('devices/%s' % tag))
 
