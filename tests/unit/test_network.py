@@ -9,7 +9,6 @@ state per connection; ``test:///default`` is shared by the whole process).
 
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, List
 
 import pytest
@@ -17,6 +16,7 @@ import pytest
 libvirt = pytest.importorskip('libvirt')
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import FvError  # noqa: E402
+from recording import MUTATING, Recorder  # noqa: E402
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt import connect  # noqa: E402
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._network import (  # noqa: E402
     NETWORK_ARGSPEC, NetworkService, describe_network, dhcp_commands,
@@ -41,41 +41,6 @@ LAB = dict(
     dhcp={'ranges': [{'start': '10.10.0.100', 'end': '10.10.0.199'}],
           'hosts': [{'mac': '52:54:00:00:10:01', 'name': 'web1', 'ip': '10.10.0.11'}]},
 )
-
-# Method names that change something: none of them may be called in check mode.
-MUTATING = re.compile(r'define|create|destroy|setautostart|update|build|delete|refresh|resize|upload|attach|'
-                      r'detach|setmetadata', re.IGNORECASE)
-LIBVIRT_OBJECTS = (libvirt.virNetwork, libvirt.virStoragePool, libvirt.virStorageVol, libvirt.virDomain)
-
-
-class Recorder:
-    """Wraps a libvirt object (and the objects it returns), recording every call.
-
-    ``strict`` makes any mutating call fail, which proves check mode cannot change anything.
-    """
-
-    def __init__(self, target: Any, calls: List[tuple], strict: bool = False) -> None:
-        self._target, self._calls, self._strict = target, calls, strict
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._target, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self._calls.append((name,) + args)
-            if self._strict and MUTATING.search(name):
-                raise AssertionError('mutating libvirt call %s%r in check mode' % (name, args))
-            return self._wrap(attr(*args, **kwargs))
-        return call
-
-    def _wrap(self, value: Any) -> Any:
-        if isinstance(value, LIBVIRT_OBJECTS):
-            return Recorder(value, self._calls, self._strict)
-        if isinstance(value, list):
-            return [self._wrap(item) for item in value]
-        return value
-
 
 @pytest.fixture
 def conn(tmp_path):

@@ -9,7 +9,6 @@ state per connection; ``test:///default`` is shared by the whole process).
 
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, List
 
 import pytest
@@ -17,6 +16,7 @@ import pytest
 libvirt = pytest.importorskip('libvirt')
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import FvError  # noqa: E402
+from recording import MUTATING, Recorder  # noqa: E402
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt import connect  # noqa: E402
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._pool import (  # noqa: E402
     POOL_ARGSPEC, PoolService, describe_pool,
@@ -45,42 +45,6 @@ NODE = """<node>
   </pool>
 </node>
 """
-
-MUTATING = re.compile(r'define|create|destroy|setautostart|update|build|delete|refresh|resize|upload|attach|'
-                      r'detach|setmetadata', re.IGNORECASE)
-LIBVIRT_OBJECTS = (libvirt.virNetwork, libvirt.virStoragePool, libvirt.virStorageVol, libvirt.virDomain)
-
-
-class Recorder:
-    """Wraps a libvirt object (and the objects it returns), recording every call.
-
-    ``strict`` makes any mutating call fail, which proves check mode cannot change anything;
-    ``fake`` replaces named calls (for what the test driver cannot do).
-    """
-
-    def __init__(self, target: Any, calls: List[tuple], strict: bool = False,
-                 fake: Dict[str, Any] = None) -> None:
-        self._target, self._calls, self._strict, self._fake = target, calls, strict, fake or {}
-
-    def __getattr__(self, name: str) -> Any:
-        attr = self._fake.get(name) or getattr(self._target, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self._calls.append((name,) + args)
-            if self._strict and MUTATING.search(name):
-                raise AssertionError('mutating libvirt call %s%r in check mode' % (name, args))
-            return self._wrap(attr(*args, **kwargs))
-        return call
-
-    def _wrap(self, value: Any) -> Any:
-        if isinstance(value, LIBVIRT_OBJECTS):
-            return Recorder(value, self._calls, self._strict, self._fake)
-        if isinstance(value, list):
-            return [self._wrap(item) for item in value]
-        return value
-
 
 @pytest.fixture
 def conn(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from recording import mutating
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import Changes, FvError
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils._volume import (
@@ -54,7 +55,7 @@ def test_check_mode_makes_no_mutating_call(recording):
     assert volume(proxy, check_mode=True, pool='vms', name='d9', size=1)['changed']
     assert volume(proxy, check_mode=True, pool='vms', name='base.qcow2', state='absent')['changed']
     assert volume(proxy, check_mode=True, pool='vms', name='x', url='http://127.0.0.1:9/x.img')['changed']
-    assert calls == []
+    assert mutating(calls) == []
 
 
 def test_checksum_mismatch_fails_before_creating(conn, tmp_path):
