@@ -1,0 +1,784 @@
+#!/usr/bin/python3
+# Copyright: firmvisor developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""fv-state: the persisted configuration of a firmvisor host (stdlib only; runs on the hypervisor).
+
+    fv-state apply     at boot, before sshd, systemd-networkd and libvirtd: mount the state
+                       partition (GPT name fvstate) at /var/lib/firmvisor/state, restore config.tar
+                       into /; with no config.tar, import the seed (the volume labelled FVSEED,
+                       seed.json), make the SSH host keys and save at once. A live boot (fv.live=1)
+                       is stateless: the seed is applied, nothing is saved.
+    fv-state save      write config.tar.new, fsync, rename it over config.tar, fsync the directory
+                       (power loss mid-save keeps the previous state whole). Exit 3: stateless.
+    fv-state status    JSON: boot mode, state partition, config.tar
+
+docs/image.md is the contract. What config.tar holds is PERSIST (plus the paths listed in
+/etc/firmvisor/persist.list, one per line); a restore replaces each of those trees whole, so a file
+deleted before the save stays deleted. The pure parts (seed parsing, the files a seed makes, the
+tar, the atomic save, the restore) take their paths as arguments, for the unit tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import fnmatch
+import glob
+import io
+import ipaddress
+import json
+import os
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+CONFIG = 'config.tar'
+MANIFEST_MEMBER = '.firmvisor-state.json'
+FORMAT = 1
+# What the state holds (relative to /; shell patterns, one path component per pattern component).
+PERSIST = (
+    'etc/hostname',
+    'etc/ssh/ssh_host_*',
+    'root/.ssh',
+    'etc/systemd/network',
+    'etc/libvirt/qemu',         # domains (*.xml), autostart/, networks/ (+ autostart/)
+    'etc/libvirt/storage',      # pools (+ autostart/)
+    'etc/firmvisor',
+)
+# Never saved, never replaced by a restore: they belong to the image.
+NEVER = ('etc/firmvisor/version',)
+EXTRA_LIST = 'etc/firmvisor/persist.list'
+HOST_KEY_TYPES = ('ed25519', 'ecdsa', 'rsa')
+DEFAULT_HOSTNAME = 'firmvisor'
+MGMT_NETWORK = 'etc/systemd/network/10-fv-mgmt.network'
+DEFAULT_NETWORK = '10-fv-default.network'  # in /run/systemd/network: runtime, never saved
+SEED_LABEL = 'FVSEED'
+STATE_PARTNAME = 'fvstate'
+SEED_WAIT = 10.0
+STATE_WAIT = 15.0
+NIC_WAIT = 15.0
+
+EXIT_STATELESS = 3
+
+
+class StateError(Exception):
+    pass
+
+
+@dataclass
+class Paths:
+    """Where fv-state looks; tests point these at a temporary tree."""
+    root: str = '/'
+    cmdline: str = '/proc/cmdline'
+    sys_block: str = '/sys/class/block'
+    sys_net: str = '/sys/class/net'
+    dev: str = '/dev'
+    run: str = '/run/firmvisor'
+    runtime_network: str = '/run/systemd/network'
+    state_mount: str = '/var/lib/firmvisor/state'
+    consoles: Tuple[str, ...] = ('/dev/console', '/dev/ttyS0')
+
+
+# ---- console ----------------------------------------------------------------------------------------
+def console_targets(consoles: Sequence[str], active: str = '/sys/class/tty/console/active') -> List[str]:
+    """/dev/console, and /dev/ttyS0 too unless /dev/console is ttyS0 (one line per boot, not two)."""
+    try:
+        with open(active) as handle:
+            names = handle.read().split()
+    except OSError:
+        names = []
+    current = names[-1] if names else None  # the last active console is what /dev/console is
+    return [path for path in consoles
+            if path == '/dev/console' or os.path.basename(path) != current]
+
+
+def say(message: str, paths: Optional[Paths] = None) -> None:
+    """A progress line: on stdout (the journal, or the terminal), and on the console under systemd."""
+    print(message, flush=True)
+    if not os.environ.get('INVOCATION_ID'):
+        return
+    for target in console_targets((paths or Paths()).consoles):
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            os.write(fd, (message + '\n').encode('utf-8', 'replace'))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+# ---- seed -------------------------------------------------------------------------------------------
+@dataclass
+class Seed:
+    hostname: str = DEFAULT_HOSTNAME
+    authorized_keys: List[str] = field(default_factory=list)
+    network: Dict[str, object] = field(default_factory=lambda: {'mode': 'dhcp'})
+    install_to: Optional[str] = None
+    install_force: bool = False
+
+
+HOSTNAME_RE = re.compile(r'^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)'
+                         r'(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$')
+KEY_RE = re.compile(r'^(?:[a-z0-9-]+(?:="[^"]*")?(?:,[a-z0-9-]+(?:="[^"]*")?)* )?'
+                    r'(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|'
+                    r'sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)(-cert-v01@openssh\.com)? '
+                    r'[A-Za-z0-9+/]+={0,3}( [^\r\n]*)?$')
+SEED_KEYS = ('hostname', 'authorized_keys', 'network', 'install_to', 'install_force')
+
+
+def parse_seed(data) -> Tuple[Seed, List[str]]:
+    """seed.json (bytes or str) -> (Seed, problems). Anything malformed is reported and replaced by
+    its default: a broken file gives all defaults, a bad field that field's default."""
+    seed = Seed()
+    problems: List[str] = []
+    if isinstance(data, bytes):
+        try:
+            data = data.decode('utf-8')
+        except UnicodeDecodeError as exc:
+            return seed, ['seed.json is not UTF-8 (%s); using defaults' % exc]
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        return seed, ['seed.json is not valid JSON (%s); using defaults' % exc]
+    if not isinstance(doc, dict):
+        return seed, ['seed.json is a JSON %s, not an object; using defaults' % type(doc).__name__]
+    for key in sorted(set(doc) - set(SEED_KEYS)):
+        problems.append('unknown key %r ignored' % key)
+
+    if 'hostname' in doc:
+        value = doc['hostname']
+        if not isinstance(value, str):
+            problems.append('hostname must be a string, not %s; using %r' % (type(value).__name__, seed.hostname))
+        elif not HOSTNAME_RE.match(value):
+            problems.append('hostname %r is not a valid host name; using %r' % (value, seed.hostname))
+        else:
+            seed.hostname = value
+    else:
+        problems.append('no hostname; using %r' % seed.hostname)
+
+    if 'authorized_keys' in doc:
+        value = doc['authorized_keys']
+        if isinstance(value, list):
+            for index, key in enumerate(value):
+                if isinstance(key, str) and KEY_RE.match(key.strip()):
+                    seed.authorized_keys.append(key.strip())
+                else:
+                    problems.append('authorized_keys[%d] is not an SSH public key line; ignored' % index)
+        else:
+            problems.append('authorized_keys must be a list of strings, not %s; ignored' % type(value).__name__)
+    if not seed.authorized_keys:
+        problems.append('no authorized keys: nobody can log in over SSH')
+
+    if 'network' in doc:
+        network, problem = _parse_network(doc['network'])
+        if problem:
+            problems.append(problem + '; using DHCP on the first NIC')
+        else:
+            seed.network = network
+
+    if doc.get('install_to') is not None:
+        value = doc['install_to']
+        if isinstance(value, str) and re.match(r'^/dev/[A-Za-z0-9._/:-]+$', value) and '..' not in value:
+            seed.install_to = value
+        else:
+            problems.append('install_to must be a device path such as "/dev/sda", not %r; not installing' % (value,))
+    if 'install_force' in doc:
+        if isinstance(doc['install_force'], bool):
+            seed.install_force = doc['install_force']
+        else:
+            problems.append('install_force must be true or false; using false')
+    return seed, problems
+
+
+def _parse_network(value) -> Tuple[Dict[str, object], Optional[str]]:
+    if not isinstance(value, dict):
+        return {}, 'network must be an object, not %s' % type(value).__name__
+    mode = value.get('mode', 'dhcp')
+    if mode == 'dhcp':
+        return {'mode': 'dhcp'}, None
+    if mode != 'static':
+        return {}, 'network mode must be "dhcp" or "static", not %r' % (mode,)
+    address = value.get('address')
+    try:
+        if not isinstance(address, str) or '/' not in address:
+            raise ValueError
+        interface = ipaddress.ip_interface(address)
+    except ValueError:
+        return {}, 'network address must be an address with a prefix such as "192.0.2.10/24", not %r' % (address,)
+    network: Dict[str, object] = {'mode': 'static', 'address': str(interface), 'dns': []}
+    gateway = value.get('gateway')
+    if gateway is not None:
+        try:
+            if not isinstance(gateway, str):
+                raise ValueError
+            network['gateway'] = str(ipaddress.ip_address(gateway))
+        except ValueError:
+            return {}, 'network gateway must be an IP address, not %r' % (gateway,)
+    dns = value.get('dns', [])
+    if isinstance(dns, str):
+        dns = [dns]
+    try:
+        if not isinstance(dns, list) or not all(isinstance(d, str) for d in dns):
+            raise ValueError
+        network['dns'] = [str(ipaddress.ip_address(d)) for d in dns]
+    except ValueError:
+        return {}, 'network dns must be a list of IP addresses, not %r' % (dns,)
+    return network, None
+
+
+def network_unit(network: Dict[str, object], nic: Optional[Dict[str, str]]) -> str:
+    """A systemd-networkd .network for the management NIC (``nic``: name, mac, permanent)."""
+    lines = ['# firmvisor: the management network (fv-state)', '[Match]']
+    if nic and nic.get('mac'):
+        lines.append('%s=%s' % ('PermanentMACAddress' if nic.get('permanent') else 'MACAddress', nic['mac']))
+    elif nic and nic.get('name'):
+        lines.append('Name=%s' % nic['name'])
+    else:
+        lines += ['Type=ether', 'Name=en* eth*']
+    lines += ['', '[Network]']
+    if network.get('mode') == 'static':
+        lines.append('Address=%s' % network['address'])
+        if network.get('gateway'):
+            lines.append('Gateway=%s' % network['gateway'])
+        lines += ['DNS=%s' % d for d in network.get('dns', [])]
+    else:
+        lines += ['DHCP=yes', '', '[DHCPv4]', '# stable across reboots (the machine ID is not)',
+                  'ClientIdentifier=mac']
+    return '\n'.join(lines) + '\n'
+
+
+def seed_files(seed: Seed, nic: Optional[Dict[str, str]]) -> Dict[str, Tuple[str, int]]:
+    """The files (relative path -> (content, mode)) that importing ``seed`` writes."""
+    files = {
+        'etc/hostname': (seed.hostname + '\n', 0o644),
+        'root/.ssh/authorized_keys': (''.join(k + '\n' for k in seed.authorized_keys), 0o600),
+        'etc/firmvisor/seed.json': (json.dumps(asdict(seed), indent=2, sort_keys=True) + '\n', 0o600),
+    }
+    if seed.network.get('mode') == 'static':
+        files[MGMT_NETWORK] = (network_unit(seed.network, nic), 0o644)
+    return files
+
+
+def write_files(root: str, files: Dict[str, Tuple[str, int]]) -> None:
+    for rel, (content, mode) in sorted(files.items()):
+        path = os.path.join(root, rel)
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, mode=0o700 if rel.startswith('root/') else 0o755)
+        _atomic_write(path, content.encode(), mode)
+
+
+def _atomic_write(path: str, data: bytes, mode: int) -> None:
+    temp = path + '.fv-new'
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+
+
+# ---- the state tar ----------------------------------------------------------------------------------
+def _split(path: str) -> List[str]:
+    return [part for part in path.strip('/').split('/') if part]
+
+
+def _matches(rel: str, patterns: Sequence[str]) -> bool:
+    """rel is a path matched by one of the patterns, or below one (component by component)."""
+    parts = _split(rel)
+    for pattern in patterns:
+        pparts = _split(pattern)
+        if len(parts) >= len(pparts) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pparts)):
+            return True
+    return False
+
+
+def read_extra_patterns(root: str) -> List[str]:
+    """Extra paths to persist, from /etc/firmvisor/persist.list (absolute or relative, no '..')."""
+    try:
+        with open(os.path.join(root, EXTRA_LIST)) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return []
+    patterns = []
+    for line in lines:
+        line = line.split('#', 1)[0].strip()
+        if line and '..' not in _split(line) and _split(line):
+            patterns.append('/'.join(_split(line)))
+    return patterns
+
+
+def collect(root: str, patterns: Sequence[str], never: Sequence[str] = NEVER) -> List[str]:
+    """Every file, directory and symlink below root that the patterns name, sorted (parents first)."""
+    found = set()
+    for pattern in patterns:
+        for path in glob.glob(os.path.join(root, pattern)):
+            rel = os.path.relpath(path, root)
+            found.add(rel)
+            if os.path.isdir(path) and not os.path.islink(path):
+                for folder, dirs, files in os.walk(path):
+                    dirs.sort()
+                    for name in dirs + files:
+                        found.add(os.path.relpath(os.path.join(folder, name), root))
+    result = []
+    for rel in sorted(found, key=_split):
+        if _matches(rel, never):
+            continue
+        mode = os.lstat(os.path.join(root, rel)).st_mode
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode):
+            result.append(rel)
+    return result
+
+
+def build_tar(root: str, patterns: Sequence[str], handle, version: str = '') -> int:
+    """Write the state tar of ``root`` to the binary file ``handle``; returns the member count."""
+    members = collect(root, patterns)
+    manifest = json.dumps({'format': FORMAT, 'roots': list(patterns), 'never': list(NEVER),
+                           'version': version, 'saved': int(time.time())}, sort_keys=True).encode()
+    with tarfile.open(fileobj=handle, mode='w', format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(MANIFEST_MEMBER)
+        info.size, info.mode, info.mtime = len(manifest), 0o600, int(time.time())
+        tar.addfile(info, io.BytesIO(manifest))
+        for rel in members:
+            tar.add(os.path.join(root, rel), arcname=rel, recursive=False)
+    return len(members)
+
+
+def save_state(root: str, state_dir: str, patterns: Optional[Sequence[str]] = None, version: str = '') -> Dict:
+    """Atomic: config.tar.new is written and fsynced, renamed over config.tar, the directory fsynced.
+    A crash at any point leaves either the previous config.tar or the new one, whole."""
+    if patterns is None:
+        patterns = list(PERSIST) + read_extra_patterns(root)
+    final = os.path.join(state_dir, CONFIG)
+    new = final + '.new'
+    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'wb') as handle:
+        count = build_tar(root, patterns, handle, version)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(new, final)
+    _fsync_dir(state_dir)
+    return {'path': final, 'members': count, 'bytes': os.path.getsize(final)}
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_state(path: str) -> Tuple[Dict, List[tarfile.TarInfo]]:
+    """Open and check a state tar: (manifest, members). StateError when it is not whole and valid."""
+    try:
+        with tarfile.open(path, mode='r:') as tar:
+            members = tar.getmembers()  # reads to the end: a truncated file fails here
+            if not members or members[0].name != MANIFEST_MEMBER:
+                raise StateError('%s has no firmvisor manifest' % path)
+            manifest = json.loads(tar.extractfile(members[0]).read().decode())
+    except (OSError, tarfile.TarError, ValueError, UnicodeDecodeError, AttributeError) as exc:
+        raise StateError('%s is unreadable: %s' % (path, exc)) from exc
+    if not isinstance(manifest, dict) or manifest.get('format') != FORMAT or \
+            not isinstance(manifest.get('roots'), list):
+        raise StateError('%s has an unknown manifest' % path)
+    roots = [r for r in manifest['roots'] if isinstance(r, str) and _split(r) and '..' not in _split(r)]
+    manifest['roots'] = roots
+    seen, links = set(), set()
+    for member in members[1:]:
+        name = member.name
+        parts = _split(name)
+        if name.startswith('/') or not parts or '..' in parts or '.' in parts:
+            raise StateError('%s: unsafe member %r' % (path, name))
+        if not (member.isreg() or member.isdir() or member.issym()):
+            raise StateError('%s: member %r is not a file, directory or symlink' % (path, name))
+        if not _matches(name, roots) or _matches(name, NEVER):
+            raise StateError('%s: member %r is outside what the state holds' % (path, name))
+        if name in seen or any('/'.join(parts[:i]) in links for i in range(1, len(parts))):
+            raise StateError('%s: member %r is repeated or below a symlink' % (path, name))
+        seen.add(name)
+        if member.issym():
+            links.add(name)
+    return manifest, members[1:]
+
+
+def restore_state(root: str, state_dir: str, name: str = CONFIG) -> int:
+    """Replace what the state holds under root by config.tar's contents; returns the member count."""
+    path = os.path.join(state_dir, name)
+    manifest, members = read_state(path)
+    for pattern in manifest['roots']:
+        for target in glob.glob(os.path.join(root, pattern)):
+            _remove(root, target)
+    kwargs = {'filter': 'fully_trusted'} if hasattr(tarfile, 'fully_trusted_filter') else {}
+    with tarfile.open(path, mode='r:') as tar:
+        wanted = {m.name for m in members}
+        tar.extractall(root, members=[m for m in tar.getmembers() if m.name in wanted],
+                       numeric_owner=True, **kwargs)
+    return len(members)
+
+
+def _remove(root: str, path: str) -> None:
+    """Remove path (a tree), keeping whatever NEVER names below it."""
+    rel = os.path.relpath(path, root)
+    if _matches(rel, NEVER):
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        keep = any(_matches(never, [rel]) for never in NEVER)
+        if not keep:
+            shutil.rmtree(path)
+            return
+        for entry in os.listdir(path):
+            _remove(root, os.path.join(path, entry))
+        return
+    os.unlink(path)
+
+
+# ---- devices ----------------------------------------------------------------------------------------
+def uevent(sys_block: str, entry: str) -> Dict[str, str]:
+    try:
+        with open(os.path.join(sys_block, entry, 'uevent')) as handle:
+            return dict(line.rstrip('\n').split('=', 1) for line in handle if '=' in line)
+    except OSError:
+        return {}
+
+
+def find_partition(name: str, paths: Paths) -> Optional[str]:
+    """The device node of the (first) partition whose GPT name is ``name``."""
+    for entry in sorted(os.listdir(paths.sys_block)):
+        fields = uevent(paths.sys_block, entry)
+        if fields.get('PARTNAME') == name:
+            return os.path.join(paths.dev, fields.get('DEVNAME', entry))
+    return None
+
+
+def volume_label(head: bytes) -> Optional[Tuple[str, str]]:
+    """(fstype, label) of an ISO 9660 or FAT volume from its first 36 KiB, else None."""
+    if len(head) >= 0x8048 and head[0x8000] == 1 and head[0x8001:0x8006] == b'CD001':
+        return 'iso9660', head[0x8028:0x8048].decode('ascii', 'replace').strip()
+    if len(head) >= 512 and head[510:512] == b'\x55\xaa' and head[0] in (0xEB, 0xE9):
+        if head[0x52:0x5A] == b'FAT32   ':
+            return 'vfat', head[0x47:0x52].decode('ascii', 'replace').strip()
+        if head[0x36:0x39] == b'FAT' and head[0x26] == 0x29:
+            return 'vfat', head[0x2B:0x36].decode('ascii', 'replace').strip()
+    return None
+
+
+def find_labelled(label: str, paths: Paths) -> Optional[Tuple[str, str]]:
+    """(device, fstype) of the ISO 9660 or FAT volume labelled ``label`` (whole disks first)."""
+    entries = sorted(os.listdir(paths.sys_block),
+                     key=lambda e: (os.path.exists(os.path.join(paths.sys_block, e, 'partition')), e))
+    for entry in entries:
+        if entry.startswith(('loop', 'ram', 'zram', 'dm-')):
+            continue
+        fields = uevent(paths.sys_block, entry)
+        device = os.path.join(paths.dev, fields.get('DEVNAME', entry))
+        try:
+            with open(device, 'rb') as handle:
+                head = handle.read(0x8800)
+        except OSError:
+            continue
+        found = volume_label(head)
+        if found and found[1] == label:
+            return device, found[0]
+    return None
+
+
+def wait_for(probe, seconds: float, step: float = 0.25):
+    deadline = time.monotonic() + seconds
+    while True:
+        result = probe()
+        if result or time.monotonic() >= deadline:
+            return result
+        time.sleep(step)
+
+
+def nics(paths: Paths) -> List[Dict[str, str]]:
+    """Physical NICs (those with a device), in bus order."""
+    found = []
+    try:
+        names = os.listdir(paths.sys_net)
+    except OSError:
+        return []
+    for name in names:
+        base = os.path.join(paths.sys_net, name)
+        if not os.path.exists(os.path.join(base, 'device')):
+            continue
+        try:
+            with open(os.path.join(base, 'address')) as handle:
+                mac = handle.read().strip()
+            with open(os.path.join(base, 'addr_assign_type')) as handle:
+                permanent = handle.read().strip() == '0'
+        except OSError:
+            mac, permanent = '', False
+        found.append({'name': name, 'mac': mac, 'permanent': permanent,
+                      'bus': os.path.realpath(os.path.join(base, 'device'))})
+    return sorted(found, key=lambda n: (n['bus'], n['name']))
+
+
+def boot_mode(cmdline: str) -> Tuple[str, Optional[str]]:
+    """('live', None), ('slot', 'A'|'B') or ('other', None) from the kernel command line."""
+    words = cmdline.split()
+    if 'fv.live=1' in words:
+        return 'live', None
+    for word in words:
+        if word.startswith('fv.slot='):
+            return 'slot', word.split('=', 1)[1]
+    return 'other', None
+
+
+# ---- the host ---------------------------------------------------------------------------------------
+def _read(path: str, default: str = '') -> str:
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return default
+
+
+def _run(argv: List[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False, **kwargs)
+
+
+def mount_state(paths: Paths, wait: float) -> Optional[str]:
+    """Mount the fvstate partition (e2fsck -p first); the device, or None (said why)."""
+    if os.path.ismount(paths.state_mount):
+        return 'mounted'
+    device = wait_for(lambda: find_partition(STATE_PARTNAME, paths), wait)
+    if not device:
+        say('firmvisor: state: no partition named %s: running stateless' % STATE_PARTNAME, paths)
+        return None
+    check = _run(['e2fsck', '-p', device])
+    if check.returncode >= 4:
+        say('firmvisor: state: e2fsck %s failed (exit %d): %s' % (device, check.returncode,
+                                                                  check.stdout.strip()[-200:]), paths)
+    os.makedirs(paths.state_mount, exist_ok=True)
+    mount = _run(['mount', '-t', 'ext4', '-o', 'noatime,nodev,nosuid,noexec', device, paths.state_mount])
+    if mount.returncode != 0:
+        say('firmvisor: state: mounting %s failed: %s; running stateless' % (device, mount.stdout.strip()), paths)
+        return None
+    return device
+
+
+@contextlib.contextmanager
+def locked(paths: Paths) -> Iterator[None]:
+    os.makedirs(paths.run, exist_ok=True)
+    with open(os.path.join(paths.run, 'fv-state.lock'), 'w') as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
+def mounted_seed(device: str, fstype: str, paths: Paths) -> Iterator[str]:
+    where = os.path.join(paths.run, 'seed')
+    os.makedirs(where, exist_ok=True)
+    result = _run(['mount', '-t', fstype, '-o', 'ro,nodev,nosuid,noexec', device, where])
+    if result.returncode != 0:
+        raise StateError('mounting %s failed: %s' % (device, result.stdout.strip()))
+    try:
+        yield where
+    finally:
+        _run(['umount', where])
+
+
+def read_seed(paths: Paths) -> Tuple[Optional[Seed], List[str], Optional[str]]:
+    """Find, mount and parse the seed: (seed or None when there is none, problems, device). A seed
+    that is a JSON object is copied to /run/firmvisor/seed.json as it is (fv-install reads it)."""
+    found = wait_for(lambda: find_labelled(SEED_LABEL, paths), SEED_WAIT)
+    if not found:
+        return None, [], None
+    device, fstype = found
+    try:
+        with mounted_seed(device, fstype, paths) as where:
+            names = [n for n in os.listdir(where) if n.lower().split(';')[0] in ('seed.json', 'seed.jso')]
+            if not names:
+                return Seed(), ['%s has no seed.json; using defaults' % device], device
+            with open(os.path.join(where, sorted(names)[0]), 'rb') as handle:
+                data = handle.read(1 << 20)
+    except (OSError, StateError) as exc:
+        return Seed(), ['%s; using defaults' % exc], device
+    seed, problems = parse_seed(data)
+    try:
+        if isinstance(json.loads(data), dict):
+            _atomic_write(os.path.join(paths.run, 'seed.json'), data, 0o600)
+    except ValueError:
+        pass
+    return seed, problems, device
+
+
+def ensure_host_keys(root: str, hostname: str) -> List[str]:
+    """Make the SSH host keys that are missing; returns the types made."""
+    made = []
+    for kind in HOST_KEY_TYPES:
+        key = os.path.join(root, 'etc', 'ssh', 'ssh_host_%s_key' % kind)
+        if os.path.exists(key) and os.path.exists(key + '.pub'):
+            continue
+        for stale in (key, key + '.pub'):
+            if os.path.exists(stale):
+                os.unlink(stale)
+        result = _run(['ssh-keygen', '-q', '-N', '', '-t', kind, '-C', 'root@%s' % hostname, '-f', key])
+        if result.returncode != 0:
+            raise StateError('ssh-keygen -t %s failed: %s' % (kind, result.stdout.strip()))
+        made.append(kind)
+    return made
+
+
+def apply_hostname(root: str, name: str) -> None:
+    hosts = os.path.join(root, 'etc', 'hosts')
+    lines = [line for line in _read(hosts).splitlines() if not line.startswith('127.0.1.1')]
+    lines.insert(1 if lines else 0, '127.0.1.1\t%s' % name)
+    _atomic_write(hosts, ('\n'.join(lines) + '\n').encode(), 0o644)
+    try:
+        socket.sethostname(name)
+    except OSError:
+        pass
+
+
+def has_network_config(root: str) -> bool:
+    return bool(glob.glob(os.path.join(root, 'etc', 'systemd', 'network', '*.network')))
+
+
+def first_nic(paths: Paths) -> Optional[Dict[str, str]]:
+    """The first physical NIC, once udev has had its say about which NICs there are."""
+    found = wait_for(lambda: nics(paths), NIC_WAIT)
+    if not found:
+        return None
+    _run(['udevadm', 'settle', '--timeout=5'])
+    return (nics(paths) or found)[0]
+
+
+def image_version(root: str) -> str:
+    return _read(os.path.join(root, 'etc', 'firmvisor', 'version')).strip()
+
+
+def apply(paths: Paths) -> int:
+    started = time.monotonic()
+    mode, slot = boot_mode(_read(paths.cmdline))
+    root = paths.root
+    os.makedirs(paths.run, exist_ok=True)
+    say('firmvisor: state: %s boot%s' % (mode, ' (slot %s)' % slot if slot else ''), paths)
+    state = None
+    if mode != 'live':
+        state = mount_state(paths, STATE_WAIT)
+    save_now = False
+    restored = False
+    if state:
+        config = os.path.join(paths.state_mount, CONFIG)
+        if os.path.exists(config):
+            try:
+                count = restore_state(root, paths.state_mount)
+                say('firmvisor: state: restored %d entries from %s' % (count, config), paths)
+                restored = True
+            except StateError as exc:
+                aside = '%s.bad-%d' % (config, int(time.time()))
+                os.replace(config, aside)
+                say('firmvisor: state: %s; moved aside to %s' % (exc, aside), paths)
+        if not restored and os.path.exists(config + '.new'):
+            try:
+                count = restore_state(root, paths.state_mount, CONFIG + '.new')
+                say('firmvisor: state: restored %d entries from an unfinished save (config.tar.new)' % count, paths)
+                restored = save_now = True
+            except StateError:
+                pass
+    if not restored:
+        seed, problems, device = read_seed(paths)
+        if seed is None:
+            say('firmvisor: seed: no volume labelled %s: using defaults' % SEED_LABEL, paths)
+            seed = Seed()
+        else:
+            say('firmvisor: seed: importing %s (hostname %s, %d authorized keys, network %s)'
+                % (device, seed.hostname, len(seed.authorized_keys), seed.network.get('mode')), paths)
+        for problem in problems:
+            say('firmvisor: seed: %s' % problem, paths)
+        nic = first_nic(paths) if seed.network.get('mode') == 'static' else None
+        write_files(root, seed_files(seed, nic))
+        if seed.install_to and mode == 'live':
+            _atomic_write(os.path.join(paths.run, 'install_to'), (seed.install_to + '\n').encode(), 0o644)
+            say('firmvisor: seed: install_to %s: the installer runs' % seed.install_to, paths)
+        elif seed.install_to:
+            say('firmvisor: seed: install_to ignored: this is not a live boot', paths)
+        save_now = bool(state)
+    hostname = _read(os.path.join(root, 'etc', 'hostname')).strip() or DEFAULT_HOSTNAME
+    made = ensure_host_keys(root, hostname)
+    if made:
+        say('firmvisor: state: made SSH host keys (%s)' % ', '.join(made), paths)
+        save_now = save_now or bool(state)
+    apply_hostname(root, hostname)
+    if not has_network_config(root):
+        nic = first_nic(paths)
+        os.makedirs(paths.runtime_network, exist_ok=True)
+        _atomic_write(os.path.join(paths.runtime_network, DEFAULT_NETWORK),
+                      network_unit({'mode': 'dhcp'}, nic).encode(), 0o644)
+        say('firmvisor: state: DHCP on the first NIC (%s)' % (nic['name'] if nic else 'none found yet'), paths)
+    if save_now:
+        result = save_state(root, paths.state_mount, version=image_version(root))
+        say('firmvisor: state: saved %d entries to %s' % (result['members'], result['path']), paths)
+    for line in _read(os.path.join(root, 'etc', 'ssh', 'ssh_host_ed25519_key.pub')).splitlines()[:1]:
+        fingerprint = _run(['ssh-keygen', '-l', '-f', os.path.join(root, 'etc', 'ssh', 'ssh_host_ed25519_key.pub')])
+        say('firmvisor: ssh host key %s' % fingerprint.stdout.strip(), paths)
+    say('firmvisor: state: applied in %.1f s (%s)' % (time.monotonic() - started,
+                                                      'stateful' if state else 'stateless'), paths)
+    return 0
+
+
+def save(paths: Paths) -> int:
+    mode, _ = boot_mode(_read(paths.cmdline))
+    if mode == 'live':
+        say('firmvisor: state: live boot, stateless: nothing saved', paths)
+        return EXIT_STATELESS
+    if not mount_state(paths, 0):
+        return EXIT_STATELESS
+    result = save_state(paths.root, paths.state_mount, version=image_version(paths.root))
+    say('firmvisor: state: saved %d entries to %s (%d bytes)' % (result['members'], result['path'], result['bytes']), paths)
+    return 0
+
+
+def status(paths: Paths) -> Dict:
+    mode, slot = boot_mode(_read(paths.cmdline))
+    config = os.path.join(paths.state_mount, CONFIG)
+    info: Dict[str, object] = {'mode': mode, 'slot': slot, 'version': image_version(paths.root),
+                               'state_partition': find_partition(STATE_PARTNAME, paths),
+                               'mounted': os.path.ismount(paths.state_mount), 'config': None}
+    if os.path.exists(config):
+        try:
+            manifest, members = read_state(config)
+            info['config'] = {'path': config, 'bytes': os.path.getsize(config), 'entries': len(members),
+                              'saved': manifest.get('saved'), 'saved_by_version': manifest.get('version'),
+                              'roots': manifest['roots']}
+        except StateError as exc:
+            info['config'] = {'path': config, 'error': str(exc)}
+    return info
+
+
+def main(argv: Optional[Sequence[str]] = None, paths: Optional[Paths] = None) -> int:
+    parser = argparse.ArgumentParser(prog='fv-state', description='the persisted configuration of a firmvisor host')
+    parser.add_argument('command', choices=('apply', 'save', 'status'))
+    args = parser.parse_args(argv)
+    paths = paths or Paths()
+    try:
+        with locked(paths):
+            if args.command == 'apply':
+                return apply(paths)
+            if args.command == 'save':
+                return save(paths)
+            print(json.dumps(status(paths), indent=2, sort_keys=True))
+            return 0
+    except (StateError, OSError) as exc:
+        say('firmvisor: state: error: %s' % exc, paths)
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
