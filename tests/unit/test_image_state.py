@@ -1,0 +1,388 @@
+# -*- coding: utf-8 -*-
+# Copyright: firmvisor developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""fv-state, the on-host persisted configuration: seed parsing, the files a seed makes, the state tar,
+the atomic save and the restore (docs/image.md). No root, no devices: every path is a temporary one."""
+
+import importlib.util
+import io
+import json
+import os
+import sys
+import tarfile
+
+import pytest
+
+FVSTATE = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'image', 'files', 'overlay', 'usr', 'lib',
+                       'firmvisor', 'fvstate.py')
+spec = importlib.util.spec_from_file_location('fvstate', FVSTATE)
+fvstate = importlib.util.module_from_spec(spec)
+sys.modules['fvstate'] = fvstate  # dataclasses look their module up
+spec.loader.exec_module(fvstate)
+
+KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example'
+NIC = {'name': 'ens16', 'mac': '52:54:00:12:34:56', 'permanent': True}
+
+
+# ---- seed -------------------------------------------------------------------------------------------
+def test_good_seed():
+    seed, problems = fvstate.parse_seed(json.dumps({
+        'hostname': 'hv1', 'authorized_keys': [KEY, '  ' + KEY + '  '],
+        'network': {'mode': 'static', 'address': '192.0.2.10/24', 'gateway': '192.0.2.1', 'dns': ['192.0.2.53']},
+        'install_to': '/dev/vda'}).encode())
+    assert problems == []
+    assert seed.hostname == 'hv1'
+    assert seed.authorized_keys == [KEY, KEY]
+    assert seed.network == {'mode': 'static', 'address': '192.0.2.10/24', 'gateway': '192.0.2.1',
+                            'dns': ['192.0.2.53']}
+    assert seed.install_to == '/dev/vda'
+
+
+def test_minimal_dhcp_seed():
+    seed, problems = fvstate.parse_seed('{"hostname": "hv2", "authorized_keys": ["%s"], '
+                                        '"network": {"mode": "dhcp"}}' % KEY)
+    assert problems == []
+    assert (seed.hostname, seed.network, seed.install_to) == ('hv2', {'mode': 'dhcp'}, None)
+
+
+@pytest.mark.parametrize('data, reason', [
+    (b'{"hostname": "hv1",', 'not valid JSON'),
+    (b'', 'not valid JSON'),
+    (b'\xff\xfe{}', 'not UTF-8'),
+    (b'["hv1"]', 'not an object'),
+    (b'"hv1"', 'not an object'),
+])
+def test_malformed_seed_gives_defaults(data, reason):
+    seed, problems = fvstate.parse_seed(data)
+    assert seed == fvstate.Seed()
+    assert len(problems) == 1 and reason in problems[0] and 'defaults' in problems[0]
+
+
+def test_wrong_types_give_each_field_its_default():
+    seed, problems = fvstate.parse_seed(json.dumps({
+        'hostname': 42, 'authorized_keys': KEY, 'network': 'dhcp', 'install_to': 7, 'install_force': 'yes'}))
+    assert seed == fvstate.Seed()
+    text = '\n'.join(problems)
+    for word in ('hostname must be a string', 'authorized_keys must be a list', 'network must be an object',
+                 'install_to must be a device path', 'install_force must be true or false',
+                 'nobody can log in'):
+        assert word in text
+
+
+def test_bad_values_are_reported_and_dropped():
+    seed, problems = fvstate.parse_seed(json.dumps({
+        'hostname': 'bad_name!', 'authorized_keys': [KEY, 'not a key', 3, KEY + '\nssh-rsa AAAA injected'],
+        'network': {'mode': 'static', 'address': '192.0.2.10'}, 'install_to': '/dev/../etc/passwd',
+        'colour': 'blue'}))
+    assert seed.hostname == fvstate.DEFAULT_HOSTNAME
+    assert seed.authorized_keys == [KEY]
+    assert seed.network == {'mode': 'dhcp'}
+    assert seed.install_to is None
+    text = '\n'.join(problems)
+    assert "unknown key 'colour'" in text
+    assert 'authorized_keys[1]' in text and 'authorized_keys[2]' in text and 'authorized_keys[3]' in text
+    assert 'address with a prefix' in text
+
+
+@pytest.mark.parametrize('network, problem', [
+    ({'mode': 'bridge'}, 'mode must be'),
+    ({'mode': 'static', 'address': '192.0.2.10/24', 'gateway': 'router'}, 'gateway'),
+    ({'mode': 'static', 'address': '192.0.2.10/24', 'dns': ['192.0.2.53', 5]}, 'dns'),
+])
+def test_bad_network(network, problem):
+    seed, problems = fvstate.parse_seed(json.dumps({'hostname': 'hv1', 'authorized_keys': [KEY],
+                                                    'network': network}))
+    assert seed.network == {'mode': 'dhcp'}
+    assert len(problems) == 1 and problem in problems[0] and 'DHCP' in problems[0]
+
+
+def test_missing_fields_give_defaults():
+    seed, problems = fvstate.parse_seed('{}')
+    assert seed == fvstate.Seed()
+    assert any('no hostname' in p for p in problems)
+    assert any('nobody can log in' in p for p in problems)
+
+
+def test_seed_files_static_and_dhcp():
+    seed, _ = fvstate.parse_seed(json.dumps({
+        'hostname': 'hv1', 'authorized_keys': [KEY],
+        'network': {'mode': 'static', 'address': '192.0.2.10/24', 'gateway': '192.0.2.1', 'dns': ['192.0.2.53']}}))
+    files = fvstate.seed_files(seed, NIC)
+    assert files['etc/hostname'] == ('hv1\n', 0o644)
+    assert files['root/.ssh/authorized_keys'] == (KEY + '\n', 0o600)
+    unit = files[fvstate.MGMT_NETWORK][0]
+    assert 'PermanentMACAddress=52:54:00:12:34:56' in unit
+    assert 'Address=192.0.2.10/24' in unit and 'Gateway=192.0.2.1' in unit and 'DNS=192.0.2.53' in unit
+    dhcp = fvstate.seed_files(fvstate.Seed(hostname='hv2'), NIC)
+    assert fvstate.MGMT_NETWORK not in dhcp  # DHCP on the first NIC is the runtime default
+    assert 'DHCP=yes' in fvstate.network_unit({'mode': 'dhcp'}, None)
+    assert 'Name=en* eth*' in fvstate.network_unit({'mode': 'dhcp'}, None)
+
+
+def test_write_files(tmp_path):
+    seed, _ = fvstate.parse_seed(json.dumps({'hostname': 'hv1', 'authorized_keys': [KEY]}))
+    fvstate.write_files(str(tmp_path), fvstate.seed_files(seed, None))
+    assert (tmp_path / 'etc' / 'hostname').read_text() == 'hv1\n'
+    keys = tmp_path / 'root' / '.ssh' / 'authorized_keys'
+    assert keys.read_text() == KEY + '\n'
+    assert oct(keys.stat().st_mode & 0o777) == oct(0o600)
+    assert oct((tmp_path / 'root' / '.ssh').stat().st_mode & 0o777) == oct(0o700)
+    assert json.loads((tmp_path / 'etc' / 'firmvisor' / 'seed.json').read_text())['hostname'] == 'hv1'
+
+
+# ---- labels, devices, boot mode -----------------------------------------------------------------
+def test_volume_label_iso_and_fat():
+    iso = bytearray(0x8800)
+    iso[0x8000:0x8006] = b'\x01CD001'
+    iso[0x8028:0x8048] = b'FVSEED'.ljust(32)
+    assert fvstate.volume_label(bytes(iso)) == ('iso9660', 'FVSEED')
+    fat = bytearray(0x8800)
+    fat[0], fat[510:512] = 0xEB, b'\x55\xaa'
+    fat[0x47:0x52], fat[0x52:0x5A] = b'FVSEED     ', b'FAT32   '
+    assert fvstate.volume_label(bytes(fat)) == ('vfat', 'FVSEED')
+    fat16 = bytearray(0x8800)
+    fat16[0], fat16[510:512], fat16[0x26] = 0xEB, b'\x55\xaa', 0x29
+    fat16[0x2B:0x36], fat16[0x36:0x3E] = b'FVSEED     ', b'FAT16   '
+    assert fvstate.volume_label(bytes(fat16)) == ('vfat', 'FVSEED')
+    assert fvstate.volume_label(bytes(0x8800)) is None
+
+
+def _fake_block(tmp_path, devices):
+    sys_block, dev = tmp_path / 'sys' / 'class' / 'block', tmp_path / 'dev'
+    dev.mkdir(parents=True, exist_ok=True)
+    for name, fields, content in devices:
+        (sys_block / name).mkdir(parents=True)
+        (sys_block / name / 'uevent').write_text(''.join('%s=%s\n' % kv for kv in fields.items()))
+        if 'PARTN' in fields:
+            (sys_block / name / 'partition').write_text(fields['PARTN'])
+        (dev / name).write_bytes(content)
+    return fvstate.Paths(root=str(tmp_path / 'root'), sys_block=str(sys_block), dev=str(dev),
+                         run=str(tmp_path / 'run'), state_mount=str(tmp_path / 'state'))
+
+
+def test_find_partition_and_labelled(tmp_path):
+    iso = bytearray(0x8800)
+    iso[0x8000:0x8006] = b'\x01CD001'
+    iso[0x8028:0x8048] = b'FVSEED'.ljust(32)
+    paths = _fake_block(tmp_path, [
+        ('vda', {'DEVNAME': 'vda', 'DEVTYPE': 'disk'}, b'\0' * 0x8800),
+        ('vda5', {'DEVNAME': 'vda5', 'PARTN': '5', 'PARTNAME': 'fvstate'}, b''),
+        ('vdb', {'DEVNAME': 'vdb', 'DEVTYPE': 'disk'}, bytes(iso)),
+    ])
+    assert fvstate.find_partition('fvstate', paths) == os.path.join(paths.dev, 'vda5')
+    assert fvstate.find_partition('fvslotB', paths) is None
+    assert fvstate.find_labelled('FVSEED', paths) == (os.path.join(paths.dev, 'vdb'), 'iso9660')
+    assert fvstate.find_labelled('FVISO', paths) is None
+
+
+@pytest.mark.parametrize('cmdline, mode', [
+    ('fv.slot=A console=ttyS0,115200', ('slot', 'A')),
+    ('console=ttyS0 fv.live=1', ('live', None)),
+    ('root=/dev/sda1', ('other', None)),
+])
+def test_boot_mode(cmdline, mode):
+    assert fvstate.boot_mode(cmdline) == mode
+
+
+def test_console_targets(tmp_path):
+    active = tmp_path / 'active'
+    active.write_text('tty0 ttyS0\n')
+    assert fvstate.console_targets(('/dev/console', '/dev/ttyS0'), str(active)) == ['/dev/console']
+    active.write_text('ttyS0 tty0\n')
+    assert fvstate.console_targets(('/dev/console', '/dev/ttyS0'), str(active)) == ['/dev/console', '/dev/ttyS0']
+
+
+# ---- the state tar: save, restore, atomicity ----------------------------------------------------
+def _host(root):
+    """A small host tree: what the state holds, and what it does not."""
+    files = {
+        'etc/hostname': 'hv1\n',
+        'etc/ssh/ssh_host_ed25519_key': 'PRIVATE\n',
+        'etc/ssh/ssh_host_ed25519_key.pub': 'ssh-ed25519 AAAA root@hv1\n',
+        'etc/ssh/sshd_config': 'image file\n',
+        'root/.ssh/authorized_keys': KEY + '\n',
+        'etc/systemd/network/10-fv-mgmt.network': '[Match]\n',
+        'etc/libvirt/qemu/vm1.xml': '<domain/>\n',
+        'etc/libvirt/qemu/networks/default.xml': '<network/>\n',
+        'etc/libvirt/storage/pool1.xml': '<pool/>\n',
+        'etc/firmvisor/version': '0.1.0\n',
+        'etc/firmvisor/seed.json': '{}\n',
+        'etc/fv-test': 'by hand\n',
+    }
+    for rel, content in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'w') as handle:
+            handle.write(content)
+    os.chmod(os.path.join(root, 'etc/ssh/ssh_host_ed25519_key'), 0o600)
+    os.chmod(os.path.join(root, 'root/.ssh'), 0o700)
+    os.makedirs(os.path.join(root, 'etc/libvirt/qemu/autostart'))
+    os.symlink('/etc/libvirt/qemu/vm1.xml', os.path.join(root, 'etc/libvirt/qemu/autostart/vm1.xml'))
+    return files
+
+
+def test_save_holds_the_state_and_nothing_else(tmp_path):
+    root, state = tmp_path / 'root', tmp_path / 'state'
+    state.mkdir()
+    _host(str(root))
+    result = fvstate.save_state(str(root), str(state), version='0.1.0')
+    assert result['path'] == str(state / 'config.tar') and not (state / 'config.tar.new').exists()
+    manifest, members = fvstate.read_state(str(state / 'config.tar'))
+    names = {m.name for m in members}
+    assert manifest['version'] == '0.1.0' and manifest['roots'] == list(fvstate.PERSIST)
+    for expected in ('etc/hostname', 'etc/ssh/ssh_host_ed25519_key', 'etc/ssh/ssh_host_ed25519_key.pub',
+                     'root/.ssh', 'root/.ssh/authorized_keys', 'etc/systemd/network/10-fv-mgmt.network',
+                     'etc/libvirt/qemu/vm1.xml', 'etc/libvirt/qemu/autostart/vm1.xml',
+                     'etc/libvirt/qemu/networks/default.xml', 'etc/libvirt/storage/pool1.xml',
+                     'etc/firmvisor/seed.json'):
+        assert expected in names
+    for never in ('etc/firmvisor/version', 'etc/fv-test', 'etc/ssh/sshd_config'):
+        assert never not in names
+    assert result['members'] == len(members)
+
+
+def test_restore_into_a_fresh_root(tmp_path):
+    source, target, state = tmp_path / 'source', tmp_path / 'target', tmp_path / 'state'
+    state.mkdir()
+    files = _host(str(source))
+    fvstate.save_state(str(source), str(state))
+    # The fresh boot: the image's own files, a file written by hand, stale libvirt definitions.
+    for rel, content in {'etc/hostname': 'firmvisor\n', 'etc/firmvisor/version': '0.2.0\n',
+                         'etc/libvirt/qemu/stale.xml': '<domain/>\n', 'etc/fv-test': 'by hand\n'}.items():
+        path = target / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    count = fvstate.restore_state(str(target), str(state))
+    assert count > 10
+    for rel in ('etc/hostname', 'etc/ssh/ssh_host_ed25519_key', 'root/.ssh/authorized_keys',
+                'etc/libvirt/qemu/vm1.xml', 'etc/libvirt/storage/pool1.xml', 'etc/firmvisor/seed.json'):
+        assert (target / rel).read_text() == files[rel]
+    assert os.readlink(target / 'etc/libvirt/qemu/autostart/vm1.xml') == '/etc/libvirt/qemu/vm1.xml'
+    assert oct((target / 'etc/ssh/ssh_host_ed25519_key').stat().st_mode & 0o777) == oct(0o600)
+    assert oct((target / 'root/.ssh').stat().st_mode & 0o777) == oct(0o700)
+    # The image's version stays (never saved, never replaced); a definition deleted before the
+    # save stays deleted; what is outside the state is not touched.
+    assert (target / 'etc/firmvisor/version').read_text() == '0.2.0\n'
+    assert not (target / 'etc/libvirt/qemu/stale.xml').exists()
+    assert (target / 'etc/fv-test').exists()
+
+
+def test_extra_paths_from_persist_list(tmp_path):
+    root, state = tmp_path / 'root', tmp_path / 'state'
+    state.mkdir()
+    _host(str(root))
+    (root / 'etc/chrony').mkdir(parents=True)
+    (root / 'etc/chrony/chrony.conf').write_text('server ntp.example iburst\n')
+    (root / 'etc/firmvisor/persist.list').write_text('# extra\n/etc/chrony/chrony.conf\n../../evil\n')
+    fvstate.save_state(str(root), str(state))
+    manifest, members = fvstate.read_state(str(state / 'config.tar'))
+    assert 'etc/chrony/chrony.conf' in manifest['roots'] and '../../evil' not in str(manifest['roots'])
+    assert 'etc/chrony/chrony.conf' in {m.name for m in members}
+
+
+def test_interrupted_save_keeps_the_previous_state(tmp_path, monkeypatch):
+    root, state = tmp_path / 'root', tmp_path / 'state'
+    state.mkdir()
+    _host(str(root))
+    fvstate.save_state(str(root), str(state))
+    before = (state / 'config.tar').read_bytes()
+    # A crash between the write of config.tar.new and the rename.
+    (root / 'etc/hostname').write_text('changed\n')
+
+    def crash(*_args):
+        raise OSError('power lost')
+    monkeypatch.setattr(fvstate.os, 'replace', crash)
+    with pytest.raises(OSError, match='power lost'):
+        fvstate.save_state(str(root), str(state))
+    monkeypatch.undo()
+    assert (state / 'config.tar').read_bytes() == before
+    assert (state / 'config.tar.new').exists()  # the leftover, complete or not, is never read first
+    target = tmp_path / 'target'
+    fvstate.restore_state(str(target), str(state))
+    assert (target / 'etc/hostname').read_text() == 'hv1\n'
+    # The next save overwrites the leftover and completes.
+    fvstate.save_state(str(root), str(state))
+    assert not (state / 'config.tar.new').exists()
+    fvstate.restore_state(str(target), str(state))
+    assert (target / 'etc/hostname').read_text() == 'changed\n'
+
+
+def test_truncated_leftover_is_rejected(tmp_path):
+    root, state = tmp_path / 'root', tmp_path / 'state'
+    state.mkdir()
+    _host(str(root))
+    fvstate.save_state(str(root), str(state))
+    whole = (state / 'config.tar').read_bytes()
+    (state / 'config.tar.new').write_bytes(whole[:len(whole) // 3])  # a crash mid-write
+    with pytest.raises(fvstate.StateError):
+        fvstate.read_state(str(state / 'config.tar.new'))
+    fvstate.read_state(str(state / 'config.tar'))  # still whole
+
+
+def _tar_with(path, members):
+    with tarfile.open(path, 'w') as tar:
+        manifest = json.dumps({'format': 1, 'roots': list(fvstate.PERSIST)}).encode()
+        info = tarfile.TarInfo(fvstate.MANIFEST_MEMBER)
+        info.size = len(manifest)
+        tar.addfile(info, io.BytesIO(manifest))
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+
+
+def _file(name, data=b'x'):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def _link(name, target):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = tarfile.SYMTYPE, target
+    return info, None
+
+
+@pytest.mark.parametrize('members, reason', [
+    ([_file('etc/shadow')], 'outside'),
+    ([_file('/etc/hostname')], 'unsafe'),
+    ([_file('etc/systemd/network/../../shadow')], 'unsafe'),
+    ([_file('etc/firmvisor/version')], 'outside'),
+    ([_link('etc/systemd/network', '/etc'), _file('etc/systemd/network/x')], 'below a symlink'),
+    ([_file('etc/hostname'), _file('etc/hostname')], 'repeated'),
+])
+def test_unsafe_tars_are_refused(tmp_path, members, reason):
+    state = tmp_path / 'state'
+    state.mkdir()
+    _tar_with(str(state / 'config.tar'), members)
+    with pytest.raises(fvstate.StateError, match=reason):
+        fvstate.restore_state(str(tmp_path / 'root'), str(state))
+    assert not (tmp_path / 'root').exists()
+
+
+def test_not_a_state_tar(tmp_path):
+    (tmp_path / 'config.tar').write_bytes(b'garbage' * 100)
+    with pytest.raises(fvstate.StateError, match='unreadable'):
+        fvstate.read_state(str(tmp_path / 'config.tar'))
+    with tarfile.open(str(tmp_path / 'plain.tar'), 'w') as tar:
+        info, data = _file('etc/hostname')
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(fvstate.StateError, match='no firmvisor manifest'):
+        fvstate.read_state(str(tmp_path / 'plain.tar'))
+
+
+def test_collect_skips_sockets_and_never(tmp_path):
+    root = tmp_path / 'root'
+    _host(str(root))
+    got = fvstate.collect(str(root), ['etc/firmvisor', 'etc/libvirt/qemu'])
+    assert 'etc/firmvisor/version' not in got and 'etc/firmvisor/seed.json' in got
+    assert got.index('etc/libvirt/qemu') < got.index('etc/libvirt/qemu/vm1.xml')  # parents first
+
+
+def test_main_status_without_state(tmp_path, capsys):
+    paths = _fake_block(tmp_path, [('vda', {'DEVNAME': 'vda'}, b'')])
+    cmdline = tmp_path / 'cmdline'
+    cmdline.write_text('fv.live=1\n')
+    paths.cmdline = str(cmdline)
+    assert fvstate.main(['status'], paths) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status['mode'] == 'live' and status['config'] is None and status['state_partition'] is None
+    assert fvstate.main(['save'], paths) == fvstate.EXIT_STATELESS
