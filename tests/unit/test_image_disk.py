@@ -545,8 +545,10 @@ def test_install_refusals_write_nothing(machine, medium, capsys):
     with open(paths.cmdline, 'w') as handle:
         handle.write('BOOT_IMAGE=/slots/A/vmlinuz fv.slot=A\n')
     seed.write_text(json.dumps({'install_to': dev + '/vda'}))
-    assert run_install(paths, '--seed', str(seed), '--source', str(medium)) == 1
-    assert 'not a live boot' in capsys.readouterr().out
+    assert run_install(paths, '--seed', str(seed), '--source', str(medium)) == 0  # the installed host's boots
+    assert 'not a live boot (no fv.live=1): nothing to install' in capsys.readouterr().out
+    assert run_install(paths, '--seed', str(seed), '--source', str(medium), '--target', dev + '/vda') == 1
+    assert 'FAILED: not a live boot' in capsys.readouterr().out
     assert before == {name: os.path.getsize(os.path.join(dev, name)) for name in os.listdir(dev)}
 
 

@@ -12,6 +12,7 @@
 #   3. next boot, B never marked good: A boots (fallback)
 #   4. fv_active=B: B boots
 #   5. fv_next=B on a disk whose slot B has no kernel: A boots
+#   6. fv_next=B on a disk whose slot B kernel is not a kernel: GRUB falls back to A in the same boot
 # then builds the ISO from the same pieces and boots it (fv.live=1) under both firmwares, and (as
 # root, with loop devices) runs fv-install from the ISO's tree onto a loop device and boots that disk.
 #
@@ -121,6 +122,8 @@ say "disk images (A and B; A only)"
 assemble "$WORK/disk-ab.img.raw" --slot-b "$P/root-B.squashfs" --kernel-b "$KERNEL" \
     --initrd-b "$P/initrd-B.img" --version-b 0.0.1-test --report "$WORK/logs/report-ab.json"
 assemble "$WORK/disk-a.img.raw" --report "$WORK/logs/report-a.json"
+head -c 200000 /dev/urandom >"$P/junk.bin"
+assemble "$WORK/disk-junk-b.img.raw" --kernel-b "$P/junk.bin" --initrd-b "$P/junk.bin"
 assemble "$WORK/disk-a2.img.raw"
 [ "$(sha256sum <"$WORK/disk-a.img.raw")" = "$(sha256sum <"$WORK/disk-a2.img.raw")" ] \
     || die "the same pieces gave two different disks"
@@ -251,6 +254,14 @@ for fw in $FIRMWARES; do
     env_set "$disk" fv_next=B
     boot "$fw-6-next-B-empty" "$fw" "disk:$disk" A fv.slot=A
     expect_env "$disk" fv_next "" "$fw-6 GRUB cleared fv_next"
+    rm -f "$disk"
+    disk=$WORK/disk-$fw-junk.raw
+    cp --sparse=always "$WORK/disk-junk-b.img.raw" "$disk"
+    env_set "$disk" fv_next=B
+    boot "$fw-7-next-B-bad-kernel" "$fw" "disk:$disk" A fv.slot=A
+    grep -a -q "Falling back to .firmvisor slot A" "$WORK/logs/$fw-7-next-B-bad-kernel.log" \
+        || { FAILED=$((FAILED + 1)); RESULTS="$RESULTS
+  FAIL  $fw-7: no GRUB fallback message"; }
     rm -f "$disk"
 done
 
