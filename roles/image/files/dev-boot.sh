@@ -19,7 +19,9 @@
 # PIECES_DIR holds root.squashfs, vmlinuz and initrd.img (default /var/tmp/fvimg-a/out).
 # Environment: FV_WORK (default /var/tmp/fvimg-a/dev-boot), FV_BOOT_TIMEOUT (default 300 s per
 # boot), FV_KEEP=1 keeps the work directory, FV_LIVE=1 boots the squashfs from an FVISO ISO with
-# fv.live=1 instead (stateless: checks the overlay and libvirtd, and that nothing persists).
+# fv.live=1 instead (stateless: checks the overlay and libvirtd, and that nothing persists);
+# FV_APPEND adds kernel command line arguments; FV_HOLD=SECONDS keeps the server running that long
+# after the checks (prints the ssh command).
 set -euo pipefail
 
 PIECES=${1:-/var/tmp/fvimg-a/out}
@@ -86,7 +88,7 @@ if [ "$LIVE" = 1 ]; then
     genisoimage -quiet -V FVISO -J -r -o "$WORK/live.iso" "$WORK/iso"
     rm -rf "$WORK/iso"
     BOOT_DRIVE=(-drive "file=$WORK/live.iso,if=virtio,format=raw,readonly=on")
-    APPEND='fv.live=1 console=ttyS0,115200'
+    APPEND="fv.live=1 console=ttyS0,115200${FV_APPEND:+ $FV_APPEND}"
 else
     DISK_MIB=$((1 + SLOT_MIB + STATE_MIB + 1))
     truncate -s "${DISK_MIB}M" "$WORK/disk.raw"
@@ -103,7 +105,7 @@ EOF
     dd if="$WORK/state.img" of="$WORK/disk.raw" bs=1M seek=$((1 + SLOT_MIB)) conv=notrunc,fsync status=none
     rm -f "$WORK/state.img"
     BOOT_DRIVE=(-drive "file=$WORK/disk.raw,if=virtio,format=raw")
-    APPEND='fv.slot=A console=ttyS0,115200'
+    APPEND="fv.slot=A console=ttyS0,115200${FV_APPEND:+ $FV_APPEND}"
     say "disk: fvslotA ${SLOT_MIB} MiB (squashfs $((SQUASH_SIZE / MIB)) MiB), fvstate ${STATE_MIB} MiB"
 fi
 
@@ -231,8 +233,13 @@ else
     check "the seed's hostname after the reboot" test "$("${SSH[@]}" hostname)" = fvdev
 fi
 sed -n '/firmvisor: /p' "$CONSOLE" | tr -d '\r' | tail -n +1 | sed 's/^/dev-boot:   console: /' | tail -12
-"${SSH[@]}" 'systemd-analyze 2>/dev/null; systemctl --failed --no-legend' | sed 's/^/dev-boot:   server: /' || true
+"${SSH[@]}" 'systemd-analyze 2>/dev/null; systemd-analyze critical-chain firmvisor-ready.service 2>/dev/null;
+    systemctl --failed --no-legend' | sed 's/^/dev-boot:   server: /' || true
 
+if [ -n "${FV_HOLD:-}" ]; then
+    say "holding the server for ${FV_HOLD} s: ${SSH[*]}"
+    sleep "$FV_HOLD"
+fi
 say "boot to 'firmvisor ready': first ${FIRST_BOOT} s (from QEMU start), after reboot ${SECOND_BOOT} s"
 if [ "$FAILURES" = 0 ]; then
     say "all checks passed"

@@ -56,7 +56,9 @@ PERSIST = (
 # Never saved, never replaced by a restore: they belong to the image.
 NEVER = ('etc/firmvisor/version',)
 EXTRA_LIST = 'etc/firmvisor/persist.list'
-HOST_KEY_TYPES = ('ed25519', 'ecdsa', 'rsa')
+# No RSA host key: making one takes many seconds under TCG at the first boot, and every client that
+# talks to firmvisor (OpenSSH, libvirt's ssh transport, paramiko) speaks ed25519 and ECDSA.
+HOST_KEY_TYPES = ('ed25519', 'ecdsa')
 DEFAULT_HOSTNAME = 'firmvisor'
 MGMT_NETWORK = 'etc/systemd/network/10-fv-mgmt.network'
 DEFAULT_NETWORK = '10-fv-default.network'  # in /run/systemd/network: runtime, never saved
@@ -476,12 +478,16 @@ def volume_label(head: bytes) -> Optional[Tuple[str, str]]:
     return None
 
 
-def find_labelled(label: str, paths: Paths) -> Optional[Tuple[str, str]]:
-    """(device, fstype) of the ISO 9660 or FAT volume labelled ``label`` (whole disks first)."""
-    entries = sorted(os.listdir(paths.sys_block),
-                     key=lambda e: (os.path.exists(os.path.join(paths.sys_block, e, 'partition')), e))
-    for entry in entries:
-        if entry.startswith(('loop', 'ram', 'zram', 'dm-')):
+def find_labelled(label: str, paths: Paths, unreadable: Optional[set] = None) -> Optional[Tuple[str, str]]:
+    """(device, fstype) of the ISO 9660 or FAT volume labelled ``label``: whole disks first, floppy
+    drives last. Devices that cannot be read (an empty floppy drive answers slowly, with an I/O
+    error) are added to ``unreadable`` and skipped by the next calls that pass the same set."""
+    unreadable = set() if unreadable is None else unreadable
+
+    def order(entry: str):
+        return (entry.startswith('fd'), os.path.exists(os.path.join(paths.sys_block, entry, 'partition')), entry)
+    for entry in sorted(os.listdir(paths.sys_block), key=order):
+        if entry.startswith(('loop', 'ram', 'zram', 'dm-')) or entry in unreadable:
             continue
         fields = uevent(paths.sys_block, entry)
         device = os.path.join(paths.dev, fields.get('DEVNAME', entry))
@@ -489,6 +495,7 @@ def find_labelled(label: str, paths: Paths) -> Optional[Tuple[str, str]]:
             with open(device, 'rb') as handle:
                 head = handle.read(0x8800)
         except OSError:
+            unreadable.add(entry)
             continue
         found = volume_label(head)
         if found and found[1] == label:
@@ -596,7 +603,8 @@ def mounted_seed(device: str, fstype: str, paths: Paths) -> Iterator[str]:
 def read_seed(paths: Paths) -> Tuple[Optional[Seed], List[str], Optional[str]]:
     """Find, mount and parse the seed: (seed or None when there is none, problems, device). A seed
     that is a JSON object is copied to /run/firmvisor/seed.json as it is (fv-install reads it)."""
-    found = wait_for(lambda: find_labelled(SEED_LABEL, paths), SEED_WAIT)
+    unreadable: set = set()
+    found = wait_for(lambda: find_labelled(SEED_LABEL, paths, unreadable), SEED_WAIT)
     if not found:
         return None, [], None
     device, fstype = found
