@@ -560,3 +560,12 @@ def test_install_dry_run(machine, medium, capsys):
     out = capsys.readouterr().out
     assert 'dry run: would install firmvisor 1.2.3' in out and '(vda, 4096 MiB)' in out
     assert os.path.getsize(os.path.join(paths.dev, 'vda')) == 0
+
+
+def test_install_refuses_the_mounted_medium(machine, medium, capsys):
+    paths, tmp = machine
+    with open(paths.mounts, 'a') as handle:
+        handle.write('/dev/vda %s iso9660 ro 0 0\n' % medium)
+    assert fv_install.find_source(paths, print, str(medium)) == (str(medium), 'vda')
+    assert run_install(paths, '--source', str(medium), '--target', paths.dev + '/vda') == 1
+    assert 'the device the live system booted from' in capsys.readouterr().out

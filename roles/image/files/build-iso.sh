@@ -30,9 +30,15 @@ for piece in vmlinuz initrd.img root.squashfs; do
     [ -f "$PIECES/$piece" ] || { echo "iso: $PIECES/$piece is missing" >&2; exit 1; }
 done
 
+# xorriso -map records a symbolic link as a link: map what the pieces resolve to.
+PIECES=$(readlink -f "$PIECES")
+KERNEL=$(readlink -f "$PIECES/vmlinuz")
+INITRD=$(readlink -f "$PIECES/initrd.img")
+SQUASHFS=$(readlink -f "$PIECES/root.squashfs")
+
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fv-iso.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
-BOOT=$PIECES/boot
+BOOT=$(readlink -f "$PIECES/boot" || echo "$PIECES/boot")
 if [ ! -f "$BOOT/eltorito.img" ] || [ ! -f "$BOOT/efiboot.img" ]; then
     BOOT=$TMP/boot
     "$HERE/build-boot.sh" "$BOOT"
@@ -55,12 +61,12 @@ xorriso -no_rc -report_about WARNING \
     -outdev "stdio:$PARTIAL" \
     -volid FVISO -publisher firmvisor -application_id "firmvisor $VERSION" \
     -rockridge on -joliet on -compliance iso_9660_level=3 \
-    -map "$PIECES/vmlinuz" /boot/vmlinuz \
-    -map "$PIECES/initrd.img" /boot/initrd.img \
+    -map "$KERNEL" /boot/vmlinuz \
+    -map "$INITRD" /boot/initrd.img \
     -map "$HERE/grub/grub-iso.cfg" /boot/grub/grub.cfg \
     -map "$TMP/eltorito.img" /boot/grub/eltorito.img \
     -map "$BOOT/efiboot.img" /boot/efiboot.img \
-    -map "$PIECES/root.squashfs" /live/root.squashfs \
+    -map "$SQUASHFS" /live/root.squashfs \
     -map "$BOOT/core.img" /install/core.img \
     -map "$BOOT/boot.img" /install/boot.img \
     -map "$BOOT/BOOTX64.EFI" /install/BOOTX64.EFI \
