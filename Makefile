@@ -4,6 +4,7 @@
 #   make unit      unit tests (pytest, no daemon)
 #   make lint      ansible-lint, production profile
 #   make molecule  Molecule scenario "default" against the local libvirtd
+#   make embedded  Molecule scenario "embedded": build the image, boot it (SeaBIOS, OVMF), check it
 #   make test      setup + unit + lint + molecule   (what .ci/run runs)
 #   make demo      setup + playbooks/demo.yml
 #   make demo-clean  remove what make demo made
@@ -40,7 +41,7 @@ export NO_COLOR                   := 1
 export PY_COLORS                  := 0
 endif
 
-.PHONY: help setup host venv collection guest unit lint molecule test demo demo-clean bench clean
+.PHONY: help setup host venv collection guest unit lint molecule embedded test demo demo-clean bench clean
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -72,6 +73,9 @@ lint: venv collection
 
 molecule: setup
 	molecule test -s default
+
+embedded: setup
+	molecule test -s embedded
 
 test: setup unit lint molecule
 
