@@ -8,6 +8,7 @@ import importlib.util
 import io
 import json
 import os
+import shutil
 import sys
 import tarfile
 
@@ -386,3 +387,136 @@ def test_main_status_without_state(tmp_path, capsys):
     status = json.loads(capsys.readouterr().out)
     assert status['mode'] == 'live' and status['config'] is None and status['state_partition'] is None
     assert fvstate.main(['save'], paths) == fvstate.EXIT_STATELESS
+
+
+# ---- apply: the boot flow, with the devices faked -------------------------------------------------
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    """A fake host for apply(): the state partition "mounts" on a directory, the seed is whatever
+    the test puts in ``seeds``, host keys are plain files, the hostname is never really set."""
+    root, state = tmp_path / 'root', tmp_path / 'state'
+    (root / 'etc' / 'firmvisor').mkdir(parents=True)
+    (root / 'etc' / 'firmvisor' / 'version').write_text('0.1.0\n')
+    (root / 'etc' / 'hostname').write_text('firmvisor\n')
+    state.mkdir()
+    cmdline = tmp_path / 'cmdline'
+    cmdline.write_text('fv.slot=A console=ttyS0,115200\n')
+    paths = fvstate.Paths(root=str(root), cmdline=str(cmdline), sys_block=str(tmp_path), sys_net=str(tmp_path),
+                          dev=str(tmp_path), run=str(tmp_path / 'run'), runtime_network=str(tmp_path / 'runnet'),
+                          state_mount=str(state))
+    seeds = []
+    calls = {'read_seed': 0}
+
+    def read_seed(_paths):
+        calls['read_seed'] += 1
+        if not seeds or seeds[0] is None:
+            return None, [], None, False
+        seed, problems = fvstate.parse_seed(seeds[0])
+        try:
+            usable = isinstance(json.loads(seeds[0]), dict)
+        except ValueError:
+            usable = False
+        return seed, problems, '/dev/vdb', usable
+
+    def host_keys(root_dir, _hostname):
+        made = []
+        for kind in fvstate.HOST_KEY_TYPES:
+            key = os.path.join(root_dir, 'etc', 'ssh', 'ssh_host_%s_key' % kind)
+            if not os.path.exists(key):
+                os.makedirs(os.path.dirname(key), exist_ok=True)
+                for path in (key, key + '.pub'):
+                    with open(path, 'w') as handle:
+                        handle.write('%s %s\n' % (kind, os.urandom(8).hex()))
+                made.append(kind)
+        return made
+    monkeypatch.setattr(fvstate, 'mount_state', lambda p, wait: None if 'fv.live=1' in cmdline.read_text()
+                        else '/dev/vda5')
+    monkeypatch.setattr(fvstate, 'read_seed', read_seed)
+    monkeypatch.setattr(fvstate, 'ensure_host_keys', host_keys)
+    monkeypatch.setattr(fvstate, 'first_nic', lambda p: NIC)
+    monkeypatch.setattr(fvstate.socket, 'sethostname', lambda name: None)
+    monkeypatch.setattr(fvstate, '_run', lambda argv, **kw: fvstate.subprocess.CompletedProcess(argv, 0, ''))
+
+    def reboot():
+        """A new boot: the image's root again (what is not in the state is gone)."""
+        shutil.rmtree(root)
+        (root / 'etc' / 'firmvisor').mkdir(parents=True)
+        (root / 'etc' / 'firmvisor' / 'version').write_text('0.1.0\n')
+        (root / 'etc' / 'hostname').write_text('firmvisor\n')
+        shutil.rmtree(tmp_path / 'runnet', ignore_errors=True)
+    return {'paths': paths, 'root': root, 'state': state, 'seeds': seeds, 'calls': calls, 'reboot': reboot,
+            'cmdline': cmdline, 'run': tmp_path / 'run', 'runnet': tmp_path / 'runnet'}
+
+
+GOOD_SEED = json.dumps({'hostname': 'hv1', 'authorized_keys': [KEY], 'network': {'mode': 'dhcp'}})
+
+
+def test_apply_first_boot_imports_the_seed_and_saves(host):
+    host['seeds'].append(GOOD_SEED)
+    assert fvstate.apply(host['paths']) == 0
+    root, state = host['root'], host['state']
+    assert (root / 'etc/hostname').read_text() == 'hv1\n'
+    assert (root / 'root/.ssh/authorized_keys').read_text() == KEY + '\n'
+    assert '127.0.1.1\thv1' in (root / 'etc/hosts').read_text()
+    assert 'DHCP=yes' in (host['runnet'] / fvstate.DEFAULT_NETWORK).read_text()
+    assert not (state / fvstate.SEED_PENDING).exists()
+    _, members = fvstate.read_state(str(state / 'config.tar'))
+    assert {'etc/hostname', 'root/.ssh/authorized_keys', 'etc/ssh/ssh_host_ed25519_key'} <= {m.name for m in members}
+    key = (root / 'etc/ssh/ssh_host_ed25519_key.pub').read_text()
+    # The next boot restores; the seed is not read again; the host key is the same.
+    host['reboot']()
+    host['seeds'][0] = json.dumps({'hostname': 'other', 'authorized_keys': [KEY]})
+    assert fvstate.apply(host['paths']) == 0
+    assert host['calls']['read_seed'] == 1
+    assert (root / 'etc/hostname').read_text() == 'hv1\n'
+    assert (root / 'etc/ssh/ssh_host_ed25519_key.pub').read_text() == key
+
+
+@pytest.mark.parametrize('first', [None, b'{"hostname": "hv1", "authorized_keys": ['])
+def test_apply_without_a_usable_seed_imports_one_later(host, first):
+    host['seeds'].append(first)
+    assert fvstate.apply(host['paths']) == 0
+    root, state = host['root'], host['state']
+    assert (root / 'etc/hostname').read_text() == fvstate.DEFAULT_HOSTNAME + '\n'
+    assert (state / fvstate.SEED_PENDING).exists()
+    assert (state / 'config.tar').exists()  # the host keys are kept meanwhile
+    key = (root / 'etc/ssh/ssh_host_ed25519_key.pub').read_text()
+    host['reboot']()
+    host['seeds'][0] = GOOD_SEED
+    assert fvstate.apply(host['paths']) == 0
+    assert (root / 'etc/hostname').read_text() == 'hv1\n'
+    assert (root / 'root/.ssh/authorized_keys').read_text() == KEY + '\n'
+    assert (root / 'etc/ssh/ssh_host_ed25519_key.pub').read_text() == key
+    assert not (state / fvstate.SEED_PENDING).exists()
+    host['reboot']()
+    assert fvstate.apply(host['paths']) == 0
+    assert host['calls']['read_seed'] == 2
+    assert (root / 'root/.ssh/authorized_keys').read_text() == KEY + '\n'
+
+
+def test_apply_live_is_stateless_and_hands_install_to_over(host):
+    host['cmdline'].write_text('fv.live=1 console=ttyS0,115200\n')
+    host['seeds'].append(json.dumps({'hostname': 'hv1', 'authorized_keys': [KEY], 'install_to': '/dev/sda'}))
+    assert fvstate.apply(host['paths']) == 0
+    assert (host['run'] / 'install_to').read_text() == '/dev/sda\n'
+    assert (host['root'] / 'root/.ssh/authorized_keys').exists()
+    assert not (host['state'] / 'config.tar').exists()
+    assert fvstate.main(['save'], host['paths']) == fvstate.EXIT_STATELESS
+
+
+def test_apply_static_network_from_the_seed(host):
+    host['seeds'].append(json.dumps({'hostname': 'hv1', 'authorized_keys': [KEY], 'network': {
+        'mode': 'static', 'address': '192.0.2.10/24', 'gateway': '192.0.2.1'}}))
+    assert fvstate.apply(host['paths']) == 0
+    unit = (host['root'] / fvstate.MGMT_NETWORK).read_text()
+    assert 'Address=192.0.2.10/24' in unit and 'PermanentMACAddress=52:54:00:12:34:56' in unit
+    assert not (host['runnet'] / fvstate.DEFAULT_NETWORK).exists()  # no DHCP default beside it
+
+
+def test_apply_moves_a_broken_config_aside(host):
+    (host['state'] / 'config.tar').write_bytes(b'garbage' * 100)
+    host['seeds'].append(GOOD_SEED)
+    assert fvstate.apply(host['paths']) == 0
+    assert list(host['state'].glob('config.tar.bad-*'))
+    fvstate.read_state(str(host['state'] / 'config.tar'))
+    assert (host['root'] / 'etc/hostname').read_text() == 'hv1\n'

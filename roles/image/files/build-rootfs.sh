@@ -20,7 +20,7 @@
 #     FV_PACKAGES        the package list (space separated); default: packages.list beside this script
 #     FV_VERSION         written to /etc/firmvisor/version (default 0.1.0)
 #     FV_SUITE           default bookworm
-#     FV_SQUASH_LEVEL    zstd level of the squashfs (default 19; lower builds faster, larger)
+#     FV_SQUASH_LEVEL    zstd level of the squashfs (default 15: 19 saves ~1% for twice the time)
 #     SOURCE_DATE_EPOCH  every timestamp (default 2025-01-01)
 set -eu
 
@@ -55,7 +55,7 @@ squash() {
     # variable and the options, and reads the variable only in some versions) (build-rootfs.sh compiled the Python bytecode
     # hash-based, so it stays valid). 128 KiB blocks: a small read under TCG decompresses little.
     env -u SOURCE_DATE_EPOCH mksquashfs "$root" "$partial" -noappend -quiet -no-progress \
-        -comp zstd -Xcompression-level "${FV_SQUASH_LEVEL:-19}" -b 131072 \
+        -comp zstd -Xcompression-level "${FV_SQUASH_LEVEL:-15}" -b 131072 \
         -mkfs-time "$SOURCE_DATE_EPOCH" -all-time "$SOURCE_DATE_EPOCH" \
         -wildcards -ef "$excludes"
     rm -f "$excludes"

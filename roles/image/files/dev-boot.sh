@@ -20,6 +20,7 @@
 # Environment: FV_WORK (default /var/tmp/fvimg-a/dev-boot), FV_BOOT_TIMEOUT (default 300 s per
 # boot), FV_KEEP=1 keeps the work directory, FV_LIVE=1 boots the squashfs from an FVISO ISO with
 # fv.live=1 instead (stateless: checks the overlay and libvirtd, and that nothing persists);
+# FV_SEED=malformed boots with a broken seed.json and checks the console only (nobody can log in);
 # FV_APPEND adds kernel command line arguments; FV_HOLD=SECONDS keeps the server running that long
 # after the checks (prints the ssh command).
 set -euo pipefail
@@ -76,6 +77,9 @@ key = open(sys.argv[1]).read().strip()
 json.dump({'hostname': 'fvdev', 'authorized_keys': [key], 'network': {'mode': 'dhcp'}},
           open(sys.argv[2], 'w'), indent=2)
 EOF
+if [ "${FV_SEED:-}" = malformed ]; then
+    printf '{"hostname": "fvdev", "authorized_keys": [' >"$WORK/seed/seed.json"
+fi
 genisoimage -quiet -V FVSEED -J -r -o "$WORK/seed.iso" "$WORK/seed"
 
 # ---- the disk ------------------------------------------------------------------------------------
@@ -168,6 +172,17 @@ REMOTE_URI="qemu+ssh://root@127.0.0.1:$PORT/system?keyfile=$WORK/key&no_verify=1
 
 wait_ready 1 "$STARTED"
 FIRST_BOOT=$(( $(date +%s) - STARTED ))
+if [ "${FV_SEED:-}" = malformed ]; then
+    # Nobody can log in (no key): the console is all there is to check.
+    sed -n '/firmvisor: /p' "$CONSOLE" | tr -d '\r' | sed 's/^/dev-boot:   console: /'
+    check "the malformed seed is reported on the console" \
+        grep -q '^firmvisor: seed: seed.json is not valid JSON' "$CONSOLE"
+    check "the host booted with defaults (hostname firmvisor)" grep -q 'root@firmvisor (ED25519)' "$CONSOLE"
+    say "boot to 'firmvisor ready' with a malformed seed: ${FIRST_BOOT} s"
+    [ "$FAILURES" = 0 ] && { say "all checks passed"; exit 0; }
+    say "$FAILURES checks FAILED"
+    exit 1
+fi
 wait_ssh
 sed -n '/firmvisor: /p' "$CONSOLE" | tr -d '\r' | sed 's/^/dev-boot:   console: /'
 

@@ -63,6 +63,7 @@ DEFAULT_HOSTNAME = 'firmvisor'
 MGMT_NETWORK = 'etc/systemd/network/10-fv-mgmt.network'
 DEFAULT_NETWORK = '10-fv-default.network'  # in /run/systemd/network: runtime, never saved
 SEED_LABEL = 'FVSEED'
+SEED_PENDING = 'seed-pending'
 STATE_PARTNAME = 'fvstate'
 SEED_WAIT = 10.0
 STATE_WAIT = 15.0
@@ -600,30 +601,32 @@ def mounted_seed(device: str, fstype: str, paths: Paths) -> Iterator[str]:
         _run(['umount', where])
 
 
-def read_seed(paths: Paths) -> Tuple[Optional[Seed], List[str], Optional[str]]:
-    """Find, mount and parse the seed: (seed or None when there is none, problems, device). A seed
-    that is a JSON object is copied to /run/firmvisor/seed.json as it is (fv-install reads it)."""
+def read_seed(paths: Paths) -> Tuple[Optional[Seed], List[str], Optional[str], bool]:
+    """Find, mount and parse the seed: (seed or None when there is none, problems, device, usable).
+    usable: seed.json was read and is a JSON object (its fields may still have been defaulted). A
+    usable seed is copied to /run/firmvisor/seed.json as it is (fv-install reads it)."""
     unreadable: set = set()
     found = wait_for(lambda: find_labelled(SEED_LABEL, paths, unreadable), SEED_WAIT)
     if not found:
-        return None, [], None
+        return None, [], None, False
     device, fstype = found
     try:
         with mounted_seed(device, fstype, paths) as where:
             names = [n for n in os.listdir(where) if n.lower().split(';')[0] in ('seed.json', 'seed.jso')]
             if not names:
-                return Seed(), ['%s has no seed.json; using defaults' % device], device
+                return Seed(), ['%s has no seed.json; using defaults' % device], device, False
             with open(os.path.join(where, sorted(names)[0]), 'rb') as handle:
                 data = handle.read(1 << 20)
     except (OSError, StateError) as exc:
-        return Seed(), ['%s; using defaults' % exc], device
+        return Seed(), ['%s; using defaults' % exc], device, False
     seed, problems = parse_seed(data)
     try:
-        if isinstance(json.loads(data), dict):
-            _atomic_write(os.path.join(paths.run, 'seed.json'), data, 0o600)
+        usable = isinstance(json.loads(data), dict)
     except ValueError:
-        pass
-    return seed, problems, device
+        usable = False
+    if usable:
+        _atomic_write(os.path.join(paths.run, 'seed.json'), data, 0o600)
+    return seed, problems, device, usable
 
 
 def ensure_host_keys(root: str, hostname: str) -> List[str]:
@@ -700,24 +703,36 @@ def apply(paths: Paths) -> int:
                 restored = save_now = True
             except StateError:
                 pass
-    if not restored:
-        seed, problems, device = read_seed(paths)
+    # The seed is imported at the first boot; when there was none, or it was unusable, the state
+    # remembers that (SEED_PENDING, beside config.tar) and a later boot that finds a usable seed
+    # imports it over the restored state: a host is never locked out for good by a missing seed.
+    pending = os.path.join(paths.state_mount, SEED_PENDING) if state else None
+    if not restored or (pending and os.path.exists(pending)):
+        seed, problems, device, usable = read_seed(paths)
         if seed is None:
-            say('firmvisor: seed: no volume labelled %s: using defaults' % SEED_LABEL, paths)
-            seed = Seed()
+            say('firmvisor: seed: no volume labelled %s%s' % (
+                SEED_LABEL, '' if restored else ': using defaults'), paths)
         else:
-            say('firmvisor: seed: importing %s (hostname %s, %d authorized keys, network %s)'
-                % (device, seed.hostname, len(seed.authorized_keys), seed.network.get('mode')), paths)
+            say('firmvisor: seed: %s %s (hostname %s, %d authorized keys, network %s)'
+                % ('importing' if usable else 'reading', device, seed.hostname, len(seed.authorized_keys),
+                   seed.network.get('mode')), paths)
         for problem in problems:
             say('firmvisor: seed: %s' % problem, paths)
-        nic = first_nic(paths) if seed.network.get('mode') == 'static' else None
-        write_files(root, seed_files(seed, nic))
-        if seed.install_to and mode == 'live':
-            _atomic_write(os.path.join(paths.run, 'install_to'), (seed.install_to + '\n').encode(), 0o644)
-            say('firmvisor: seed: install_to %s: the installer runs' % seed.install_to, paths)
-        elif seed.install_to:
-            say('firmvisor: seed: install_to ignored: this is not a live boot', paths)
-        save_now = bool(state)
+        if usable or not restored:
+            seed = seed if usable else Seed()
+            nic = first_nic(paths) if seed.network.get('mode') == 'static' else None
+            write_files(root, seed_files(seed, nic))
+            save_now = bool(state)
+            if seed.install_to and mode == 'live':
+                _atomic_write(os.path.join(paths.run, 'install_to'), (seed.install_to + '\n').encode(), 0o644)
+                say('firmvisor: seed: install_to %s: the installer runs' % seed.install_to, paths)
+            elif seed.install_to:
+                say('firmvisor: seed: install_to ignored: this is not a live boot', paths)
+        if pending and usable and os.path.exists(pending):
+            os.unlink(pending)
+        elif pending and not usable:
+            _atomic_write(pending, b'a usable seed is imported at the next boot that finds one\n', 0o644)
+            say('firmvisor: seed: a usable seed will be imported at a later boot', paths)
     hostname = _read(os.path.join(root, 'etc', 'hostname')).strip() or DEFAULT_HOSTNAME
     made = ensure_host_keys(root, hostname)
     if made:
