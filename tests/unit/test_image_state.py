@@ -520,3 +520,36 @@ def test_apply_moves_a_broken_config_aside(host):
     assert list(host['state'].glob('config.tar.bad-*'))
     fvstate.read_state(str(host['state'] / 'config.tar'))
     assert (host['root'] / 'etc/hostname').read_text() == 'hv1\n'
+
+
+def test_capabilities_cache_only_for_the_same_image(tmp_path):
+    root, state = tmp_path / 'root', tmp_path / 'state'
+    caps = root / fvstate.CAPS_DIR
+    caps.mkdir(parents=True)
+    (caps / 'abc.xml').write_text('<qemuCaps/>\n')
+    info = root / 'var/lib/dpkg/info'
+    info.mkdir(parents=True)
+    (info / 'qemu-system-x86.md5sums').write_text('1111  usr/bin/qemu-system-x86_64\n')
+    (root / 'etc/firmvisor').mkdir(parents=True)
+    (root / 'etc/firmvisor/version').write_text('0.1.0\n')
+    state.mkdir()
+    assert fvstate.save_caps_cache(str(root), str(state), '6.1.0') == 1
+    assert fvstate.save_caps_cache(str(root), str(state), '6.1.0') == 1  # again: replaces the cache
+    assert not (state / (fvstate.CAPS_CACHE + '.old')).exists()
+    shutil.rmtree(caps)
+    assert fvstate.restore_caps_cache(str(root), str(state), '6.1.0') == 1
+    assert (caps / 'abc.xml').read_text() == '<qemuCaps/>\n'
+    shutil.rmtree(caps)
+    assert fvstate.restore_caps_cache(str(root), str(state), '6.1.1') == 0  # another kernel
+    (info / 'qemu-system-x86.md5sums').write_text('2222  usr/bin/qemu-system-x86_64\n')
+    assert fvstate.restore_caps_cache(str(root), str(state), '6.1.0') == 0  # another QEMU
+    assert not caps.exists()
+    # Nothing to keep: the old cache stays.
+    assert fvstate.save_caps_cache(str(root), str(state), '6.1.0') == 0
+    assert (state / fvstate.CAPS_CACHE / 'abc.xml').exists()
+
+
+def test_main_usage(capsys):
+    assert fvstate.main(['frobnicate']) == 2
+    assert 'usage: fv-state' in capsys.readouterr().err
+    assert fvstate.main(['--help']) == 0

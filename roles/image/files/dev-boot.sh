@@ -37,9 +37,11 @@ for tool in sfdisk mkfs.ext4 genisoimage ssh ssh-keygen ssh-keyscan qemu-system-
 done
 
 QEMU_PID=
+HOLD_PID=
 FAILURES=0
 cleanup() {
     local rc=$?
+    [ -n "$HOLD_PID" ] && kill "$HOLD_PID" 2>/dev/null
     if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
         kill "$QEMU_PID" 2>/dev/null || true
         sleep 1
@@ -253,7 +255,9 @@ sed -n '/firmvisor: /p' "$CONSOLE" | tr -d '\r' | tail -n +1 | sed 's/^/dev-boot
 
 if [ -n "${FV_HOLD:-}" ]; then
     say "holding the server for ${FV_HOLD} s: ${SSH[*]}"
-    sleep "$FV_HOLD"
+    sleep "$FV_HOLD" &
+    HOLD_PID=$!
+    wait $HOLD_PID  # a signal interrupts the wait (not a foreground sleep): the trap cleans up at once
 fi
 say "boot to 'firmvisor ready': first ${FIRST_BOOT} s (from QEMU start), after reboot ${SECOND_BOOT} s"
 if [ "$FAILURES" = 0 ]; then

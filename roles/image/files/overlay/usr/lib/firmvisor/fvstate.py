@@ -20,11 +20,11 @@ tar, the atomic save, the restore) take their paths as arguments, for the unit t
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import fnmatch
 import glob
+import hashlib
 import io
 import ipaddress
 import json
@@ -70,6 +70,16 @@ STATE_WAIT = 15.0
 NIC_WAIT = 15.0
 
 EXIT_STATELESS = 3
+
+# libvirt's QEMU capabilities cache (probing QEMU takes ~12 s under TCG at every boot otherwise):
+# kept on the state partition beside config.tar (a cache, not configuration: never in config.tar),
+# used only by the image it was made by (same firmvisor version, kernel, QEMU and libvirt packages);
+# libvirt checks each entry again itself.
+CAPS_DIR = 'var/cache/libvirt/qemu/capabilities'
+CAPS_CACHE = 'cache/libvirt-qemu-capabilities'
+CAPS_STAMP_FILES = ('etc/firmvisor/version', 'var/lib/dpkg/info/qemu-system-*.md5sums',
+                    'var/lib/dpkg/info/libvirt*.md5sums', 'var/lib/dpkg/info/seabios.md5sums',
+                    'var/lib/dpkg/info/ovmf.md5sums', 'var/lib/dpkg/info/ipxe-qemu.md5sums')
 
 
 class StateError(Exception):
@@ -449,6 +459,53 @@ def _remove(root: str, path: str) -> None:
     os.unlink(path)
 
 
+# ---- libvirt's QEMU capabilities cache -------------------------------------------------------------
+def caps_stamp(root: str, kernel: str) -> str:
+    digest = hashlib.sha256(('kernel %s\n' % kernel).encode())
+    for pattern in CAPS_STAMP_FILES:
+        for path in sorted(glob.glob(os.path.join(root, pattern))):
+            digest.update(os.path.relpath(path, root).encode() + b'\0')
+            with open(path, 'rb') as handle:
+                digest.update(hashlib.sha256(handle.read()).digest())
+    return digest.hexdigest()
+
+
+def restore_caps_cache(root: str, state_dir: str, kernel: str) -> int:
+    """Put the saved capabilities back, when this very image saved them; returns the file count."""
+    cache = os.path.join(state_dir, CAPS_CACHE)
+    if _read(os.path.join(cache, 'stamp')).strip() != caps_stamp(root, kernel):
+        return 0
+    target = os.path.join(root, CAPS_DIR)
+    os.makedirs(target, mode=0o755, exist_ok=True)
+    count = 0
+    for path in sorted(glob.glob(os.path.join(cache, '*.xml'))):
+        shutil.copyfile(path, os.path.join(target, os.path.basename(path)))
+        os.chmod(os.path.join(target, os.path.basename(path)), 0o600)
+        count += 1
+    return count
+
+
+def save_caps_cache(root: str, state_dir: str, kernel: str) -> int:
+    """Keep libvirt's current capabilities (if any) for the next boot; returns the file count."""
+    files = sorted(glob.glob(os.path.join(root, CAPS_DIR, '*.xml')))
+    if not files:
+        return 0
+    cache = os.path.join(state_dir, CAPS_CACHE)
+    new, old = cache + '.new', cache + '.old'
+    for stale in (new, old):
+        shutil.rmtree(stale, ignore_errors=True)
+    os.makedirs(new, mode=0o700)
+    for path in files:
+        shutil.copyfile(path, os.path.join(new, os.path.basename(path)))
+    with open(os.path.join(new, 'stamp'), 'w') as handle:
+        handle.write(caps_stamp(root, kernel) + '\n')
+    if os.path.exists(cache):
+        os.rename(cache, old)
+    os.rename(new, cache)
+    shutil.rmtree(old, ignore_errors=True)
+    return len(files)
+
+
 # ---- devices ----------------------------------------------------------------------------------------
 def uevent(sys_block: str, entry: str) -> Dict[str, str]:
     try:
@@ -692,6 +749,11 @@ def apply(paths: Paths) -> int:
                 count = restore_state(root, paths.state_mount)
                 say('firmvisor: state: restored %d entries from %s' % (count, config), paths)
                 restored = True
+                try:
+                    if restore_caps_cache(root, paths.state_mount, os.uname().release):
+                        say('firmvisor: state: libvirt\'s QEMU capabilities from the cache', paths)
+                except OSError as exc:
+                    say('firmvisor: state: the capabilities cache is unusable: %s' % exc, paths)
             except StateError as exc:
                 aside = '%s.bad-%d' % (config, int(time.time()))
                 os.replace(config, aside)
@@ -765,6 +827,10 @@ def save(paths: Paths) -> int:
         return EXIT_STATELESS
     result = save_state(paths.root, paths.state_mount, version=image_version(paths.root))
     say('firmvisor: state: saved %d entries to %s (%d bytes)' % (result['members'], result['path'], result['bytes']), paths)
+    try:
+        save_caps_cache(paths.root, paths.state_mount, os.uname().release)
+    except OSError as exc:
+        say('firmvisor: state: the capabilities cache was not saved: %s' % exc, paths)
     return 0
 
 
@@ -785,16 +851,25 @@ def status(paths: Paths) -> Dict:
     return info
 
 
+USAGE = 'usage: fv-state apply | save | status'
+
+
 def main(argv: Optional[Sequence[str]] = None, paths: Optional[Paths] = None) -> int:
-    parser = argparse.ArgumentParser(prog='fv-state', description='the persisted configuration of a firmvisor host')
-    parser.add_argument('command', choices=('apply', 'save', 'status'))
-    args = parser.parse_args(argv)
+    # No argparse: this runs on the boot's critical path, and under TCG every import counts.
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (['-h'], ['--help']):
+        print(USAGE + '\n\n' + __doc__.strip())
+        return 0
+    if len(args) != 1 or args[0] not in ('apply', 'save', 'status'):
+        print(USAGE, file=sys.stderr)
+        return 2
+    command = args[0]
     paths = paths or Paths()
     try:
         with locked(paths):
-            if args.command == 'apply':
+            if command == 'apply':
                 return apply(paths)
-            if args.command == 'save':
+            if command == 'save':
                 return save(paths)
             print(json.dumps(status(paths), indent=2, sort_keys=True))
             return 0
