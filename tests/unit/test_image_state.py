@@ -118,6 +118,18 @@ def test_seed_files_static_and_dhcp():
     assert fvstate.MGMT_NETWORK not in dhcp  # DHCP on the first NIC is the runtime default
     assert 'DHCP=yes' in fvstate.network_unit({'mode': 'dhcp'}, None)
     assert 'Name=en* eth*' in fvstate.network_unit({'mode': 'dhcp'}, None)
+    assert 'Path=pci-0000:00:10.0' in fvstate.network_unit({'mode': 'dhcp'}, {'path': 'pci-0000:00:10.0'})
+
+
+def test_first_nic_is_the_first_pci_ethernet_controller(tmp_path):
+    pci = tmp_path / 'pci'
+    for address, cls in (('0000:00:01.0', '0x060100'), ('0000:00:10.0', '0x020000'),
+                         ('0000:00:03.0', '0x020000'), ('0000:00:04.0', '0x028000')):
+        (pci / address).mkdir(parents=True)
+        (pci / address / 'class').write_text(cls + '\n')
+    paths = fvstate.Paths(sys_pci=str(pci), sys_net=str(tmp_path / 'net'))
+    assert fvstate.pci_nics(paths) == ['0000:00:03.0', '0000:00:10.0']
+    assert fvstate.first_nic(paths) == {'name': '0000:00:03.0', 'path': 'pci-0000:00:03.0'}
 
 
 def test_write_files(tmp_path):

@@ -93,6 +93,7 @@ class Paths:
     cmdline: str = '/proc/cmdline'
     sys_block: str = '/sys/class/block'
     sys_net: str = '/sys/class/net'
+    sys_pci: str = '/sys/bus/pci/devices'
     dev: str = '/dev'
     run: str = '/run/firmvisor'
     runtime_network: str = '/run/systemd/network'
@@ -251,9 +252,12 @@ def _parse_network(value) -> Tuple[Dict[str, object], Optional[str]]:
 
 
 def network_unit(network: Dict[str, object], nic: Optional[Dict[str, str]]) -> str:
-    """A systemd-networkd .network for the management NIC (``nic``: name, mac, permanent)."""
+    """A systemd-networkd .network for the management NIC (``nic``: path (udev's ID_PATH), or name,
+    mac, permanent)."""
     lines = ['# firmvisor: the management network (fv-state)', '[Match]']
-    if nic and nic.get('mac'):
+    if nic and nic.get('path'):
+        lines.append('Path=%s' % nic['path'])
+    elif nic and nic.get('mac'):
         lines.append('%s=%s' % ('PermanentMACAddress' if nic.get('permanent') else 'MACAddress', nic['mac']))
     elif nic and nic.get('name'):
         lines.append('Name=%s' % nic['name'])
@@ -718,8 +722,23 @@ def has_network_config(root: str) -> bool:
     return bool(glob.glob(os.path.join(root, 'etc', 'systemd', 'network', '*.network')))
 
 
+def pci_nics(paths: Paths) -> List[str]:
+    """PCI addresses of the Ethernet controllers (class 0x0200), in bus order: known before any
+    driver is loaded."""
+    try:
+        addresses = sorted(os.listdir(paths.sys_pci))
+    except OSError:
+        return []
+    return [a for a in addresses if _read(os.path.join(paths.sys_pci, a, 'class')).strip().startswith('0x0200')]
+
+
 def first_nic(paths: Paths) -> Optional[Dict[str, str]]:
-    """The first physical NIC, once udev has had its say about which NICs there are."""
+    """The first NIC: the first PCI Ethernet controller, matched by its path (udev's ID_PATH, e.g.
+    pci-0000:00:10.0) without waiting for its driver; else (no PCI NIC, say USB only) the first NIC
+    that appears, once udev has had its say, by its MAC address."""
+    pci = pci_nics(paths)
+    if pci:
+        return {'name': pci[0], 'path': 'pci-%s' % pci[0]}
     found = wait_for(lambda: nics(paths), NIC_WAIT)
     if not found:
         return None
