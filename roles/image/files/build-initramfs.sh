@@ -60,10 +60,15 @@ done
 [ -n "$BUSYBOX" ] || die "no static busybox (install busybox-static in the image or on the build machine)"
 
 # The modules /init loads, in this order (dependencies and soft dependencies first).
+# Loaded first: QEMU (virtio, AHCI, IDE), NVMe, USB sticks and BMC virtual media, SD cards (the
+# classic embedded hypervisor boot device), and the file systems.
 MODULES="virtio_pci virtio_blk virtio_scsi scsi_mod sd_mod sr_mod ahci ata_piix nvme
          usb-storage uas xhci_pci xhci_hcd ehci_pci ehci_hcd ohci_pci uhci_hcd usbhid hid_generic
-         mmc_block sdhci_pci sdhci_acpi loop squashfs overlay crc32c_generic ext4 vfat nls_cp437
-         nls_iso8859-1 nls_utf8 isofs"
+         mmc_block sdhci_pci sdhci_acpi
+         loop squashfs overlay crc32c_generic ext4 vfat nls_cp437 nls_iso8859-1 nls_utf8 isofs"
+# Loaded only when the system is not found within a few seconds: the common server RAID/SAS HBAs
+# (every module costs time under TCG, where none of these is ever needed).
+MODULES_LATER="megaraid_sas mpt3sas hpsa smartpqi aacraid mptsas mptspi vmw_pvscsi"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fv-initramfs.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
@@ -82,10 +87,12 @@ done
 mknod -m 0600 dev/console c 5 1
 mknod -m 0666 dev/null c 1 3
 
-say "modules of $KVER: $(echo $MODULES)"
-python3 - "$MODDIR" "$TREE/lib/modules/$KVER" "$TREE/etc/fv-modules" $MODULES <<'EOF'
+say "modules of $KVER: $(echo $MODULES); later: $(echo $MODULES_LATER)"
+python3 - "$MODDIR" "$TREE/lib/modules/$KVER" "$TREE/etc/fv-modules" $MODULES -- $MODULES_LATER <<'EOF'
 import lzma, os, shutil, subprocess, sys
-moddir, out, order_file, wanted = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+moddir, out, order_file = sys.argv[1], sys.argv[2], sys.argv[3]
+split = sys.argv.index('--')
+wanted, later = sys.argv[4:split], sys.argv[split + 1:]
 def name_of(path):
     base = os.path.basename(path)
     for suffix in ('.xz', '.zst', '.gz'):
@@ -134,6 +141,9 @@ def want(name):
         missing.append(name)
 for name in wanted:
     want(name)
+first = len(order)
+for name in later:
+    want(name)
 if missing:
     print('initramfs:   not in this kernel (skipped): %s' % ' '.join(missing))
 for mod in order:
@@ -150,9 +160,10 @@ for mod in order:
     else:
         shutil.copyfile(src, dst)
     os.chmod(dst, 0o644)
-with open(order_file, 'w') as handle:
-    handle.write(''.join(rel.rsplit('.ko', 1)[0] + '.ko\n' for rel in order))
-print('initramfs:   %d modules (with dependencies)' % len(order))
+for path, mods in ((order_file, order[:first]), (order_file + '-later', order[first:])):
+    with open(path, 'w') as handle:
+        handle.write(''.join(m.rsplit('.ko', 1)[0] + '.ko\n' for m in mods))
+print('initramfs:   %d + %d modules (with dependencies)' % (first, len(order) - first))
 EOF
 for file in modules.order modules.builtin modules.builtin.modinfo; do
     [ -f "$MODDIR/$file" ] && cp "$MODDIR/$file" "lib/modules/$KVER/"
@@ -205,13 +216,16 @@ else
 fi
 
 loaded=0 failed=
-while read -r module; do
-    if insmod "/lib/modules/$KVER/$module" 2>/tmp/insmod.err; then
-        loaded=$((loaded + 1))
-    elif ! grep -q 'exists' /tmp/insmod.err; then
-        failed="$failed ${module##*/}"
-    fi
-done </etc/fv-modules
+load_modules() {
+    while read -r module; do
+        if insmod "/lib/modules/$KVER/$module" 2>/tmp/insmod.err; then
+            loaded=$((loaded + 1))
+        elif ! grep -q 'exists' /tmp/insmod.err; then
+            failed="$failed ${module##*/}"
+        fi
+    done <"$1"
+}
+load_modules /etc/fv-modules
 say "loaded $loaded modules${failed:+ (failed:$failed)}"
 
 # The device: by GPT name (PARTNAME= in the uevent), or the ISO 9660 primary volume descriptor
@@ -245,10 +259,17 @@ find_iso() {
 }
 say "waiting for $WHAT (up to $TIMEOUT s)"
 deadline=$(( $(uptime_s) + TIMEOUT ))
+later=$(( $(uptime_s) + 3 ))
 DEVICE=
 while :; do
     if [ -n "$LIVE" ]; then DEVICE=$(find_iso); else DEVICE=$(find_partname "fvslot$SLOT"); fi
     [ -n "$DEVICE" ] && [ -b "$DEVICE" ] && break
+    if [ -n "$later" ] && [ "$(uptime_s)" -ge "$later" ]; then
+        later=
+        before=$loaded
+        load_modules /etc/fv-modules-later
+        say "not found yet: loaded $((loaded - before)) more modules (RAID/SAS controllers)"
+    fi
     if [ "$(uptime_s)" -ge "$deadline" ]; then
         ls /sys/class/block >/tmp/devices 2>&1
         rescue "$WHAT did not appear within $TIMEOUT s (block devices: $(echo $(cat /tmp/devices)))"
