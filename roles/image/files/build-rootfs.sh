@@ -268,8 +268,6 @@ find "$ROOT/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec
 rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/cache/apt/* "$ROOT"/var/cache/debconf/*-old \
        "$ROOT"/var/lib/dpkg/*-old "$ROOT"/var/cache/man "$ROOT"/var/cache/ldconfig/aux-cache
 find "$ROOT/var/log" -type f -delete
-# The journal is volatile (journald.conf.d); the directory carries ACLs a squashfs cannot hold.
-rm -rf "$ROOT/var/log/journal"
 rm -f "$ROOT"/boot/System.map-* "$ROOT"/boot/initrd.img-* "$ROOT"/initrd.img "$ROOT"/initrd.img.old \
       "$ROOT"/vmlinuz.old
 rm -rf "$ROOT"/tmp/* "$ROOT"/var/tmp/*
