@@ -128,9 +128,6 @@ dpkg-deb --root-owner-group -Zxz --build "$TMP/stub" "$TMP/firmvisor-initramfs.d
 chmod 0644 "$TMP/firmvisor-initramfs.deb"
 
 say "mmdebstrap $SUITE into $ROOT (sources: $(echo $SOURCES))"
-# merged-usr: mmdebstrap sets up the merged /usr itself (its default maybe-merged-usr hook is
-# replaced by any --hook-dir; without one, apt converts the tree with usrmerge, which pulls perl in,
-# ~50 MiB).
 # shellcheck disable=SC2086
 mmdebstrap --mode=root --variant=minbase --format=directory \
     --aptopt='APT::Install-Recommends "false"' \
@@ -143,7 +140,6 @@ mmdebstrap --mode=root --variant=minbase --format=directory \
     --dpkgopt='path-include=/usr/share/locale/locale.alias' \
     --dpkgopt='path-exclude=/usr/share/lintian/*' \
     --dpkgopt='path-exclude=/usr/share/linda/*' \
-    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
     --include="$PACKAGES" \
     --include="$TMP/firmvisor-initramfs.deb" \
