@@ -150,7 +150,7 @@ options:
     description:
       - Extra QEMU command-line arguments (libvirt's C(<qemu:commandline>)), for what libvirt cannot
         express, such as user networking with a host port forward on 127.0.0.1
-        (V(-netdev), V(user,id=mgmt,hostfwd=tcp:127.0.0.1:2222-:22), V(-device),
+        (V(-netdev), V(user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22), V(-device),
         V(virtio-net-pci,netdev=mgmt,addr=0x10)). V([]) removes them. Needs a restart.
     type: list
     elements: str
