@@ -59,3 +59,4 @@ trap 'cleanup; exit 143' TERM
     --sizes "${BENCH_SIZES:-50,200}" \
     --report "$root/docs/performance.md" \
     ${BENCH_ARGS:-}
+[[ "${BENCH_IMAGE:-1}" == 0 ]] || "$root/.venv/bin/python" "$here/image_bench.py" --report "$root/docs/performance.md"
