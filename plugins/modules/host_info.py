@@ -98,12 +98,13 @@ query_result:
   type: raw
 '''
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._info import HOST_INFO_ARGSPEC, host_info
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._module import run_module
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.info import HOST_INFO_ARGSPEC, host_info
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.module import run_module
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import with_connection
 
 
 def main():
-    run_module(HOST_INFO_ARGSPEC, lambda conn, module: host_info(conn, module.params['gather'], module.params['query']))
+    run_module(HOST_INFO_ARGSPEC, with_connection(lambda conn, module: host_info(conn, module.params['gather'], module.params['query'])))
 
 
 if __name__ == '__main__':

@@ -101,12 +101,12 @@ manifest:
     steps: {description: "The build steps and their seconds.", type: list, elements: dict, returned: success}
 '''
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._image import IMAGE_ARGSPEC, ensure_image
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._module import run_module
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.image.build import IMAGE_ARGSPEC, ensure_image
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.module import run_module
 
 
 def main():
-    run_module(IMAGE_ARGSPEC, lambda _conn, module: ensure_image(module.params, module.check_mode), needs_libvirt=False)
+    run_module(IMAGE_ARGSPEC, lambda module: ensure_image(module.params, module.check_mode))
 
 
 if __name__ == '__main__':

@@ -260,12 +260,13 @@ actions:
   sample: ["add DHCP host mac=52:54:00:00:10:01 name=web1 ip=192.168.100.11 of network lab (live and config)"]
 '''
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._module import run_module
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._network import NETWORK_ARGSPEC, NetworkService
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.module import run_module
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import with_connection
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.network import NETWORK_ARGSPEC, NetworkService
 
 
 def main():
-    run_module(NETWORK_ARGSPEC, lambda conn, module: NetworkService(conn, module.check_mode).ensure(module.params))
+    run_module(NETWORK_ARGSPEC, with_connection(lambda conn, module: NetworkService(conn, module.check_mode).ensure(module.params)))
 
 
 if __name__ == '__main__':

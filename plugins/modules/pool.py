@@ -225,12 +225,13 @@ actions:
   sample: ["define storage pool vms", "build storage pool vms", "start storage pool vms"]
 '''
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._module import run_module
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._pool import POOL_ARGSPEC, PoolService
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.module import run_module
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import with_connection
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.pool import POOL_ARGSPEC, PoolService
 
 
 def main():
-    run_module(POOL_ARGSPEC, lambda conn, module: PoolService(conn, module.check_mode).ensure(module.params))
+    run_module(POOL_ARGSPEC, with_connection(lambda conn, module: PoolService(conn, module.check_mode).ensure(module.params)))
 
 
 if __name__ == '__main__':

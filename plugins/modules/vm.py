@@ -292,12 +292,13 @@ actions:
   sample: ["create volume vms/app1-0 (21474836480 bytes, qcow2)", "define domain app1", "start app1"]
 '''
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._module import run_module
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._vm import VM_ARGSPEC, VmService
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.module import run_module
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import with_connection
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain import VM_ARGSPEC, VmService
 
 
 def main():
-    run_module(VM_ARGSPEC, lambda conn, module: VmService(conn, module.check_mode).ensure(module.params))
+    run_module(VM_ARGSPEC, with_connection(lambda conn, module: VmService(conn, module.check_mode).ensure(module.params)))
 
 
 if __name__ == '__main__':

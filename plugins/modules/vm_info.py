@@ -64,12 +64,13 @@ query_result:
   type: raw
 '''
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._info import VM_INFO_ARGSPEC, vm_info
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._module import run_module
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.info import VM_INFO_ARGSPEC, vm_info
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.module import run_module
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import with_connection
 
 
 def main():
-    run_module(VM_INFO_ARGSPEC, lambda conn, module: vm_info(conn, module.params['name'], module.params['query']))
+    run_module(VM_INFO_ARGSPEC, with_connection(lambda conn, module: vm_info(conn, module.params['name'], module.params['query'])))
 
 
 if __name__ == '__main__':

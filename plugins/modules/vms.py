@@ -118,14 +118,15 @@ elapsed:
   sample: 0.412
 '''
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._module import run_module
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._vms import VMS_ARGSPEC, reconcile
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.module import run_module
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import with_connection
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.fleet import VMS_ARGSPEC, reconcile
 
 
 def main():
-    run_module(VMS_ARGSPEC, lambda conn, module: reconcile(
+    run_module(VMS_ARGSPEC, with_connection(lambda conn, module: reconcile(
         conn, module.check_mode, module.params['vms'], module.params['defaults'], module.params['exclusive'],
-        module.params['scope']))
+        module.params['scope'])))
 
 
 if __name__ == '__main__':

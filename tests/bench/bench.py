@@ -145,8 +145,8 @@ def check_defined(uri: str, names: List[str], variant: str) -> None:
 # ---- the domain XML firmvisor defines (for community.libvirt and the floor) -----------------------
 def domain_xml(name: str) -> str:
     """The document firmvisor's vm module defines for this bench's spec (its own code builds it)."""
-    from ansible_collections.firmvisor.hypervisor.plugins.module_utils._reconcile import apply
-    from ansible_collections.firmvisor.hypervisor.plugins.module_utils._vm import VM_ARGSPEC, VmService, new_domain
+    from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.compare import apply
+    from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain import VM_ARGSPEC, VmService, new_domain
     params = {key: spec.get('default') for key, spec in VM_ARGSPEC.items()}
     params.update(name=name, state='present', memory=MEMORY_MIB, vcpus=VCPUS, virt_type=VIRT_TYPE)
     plan = VmService(None).prepare(params, None, known=True)  # a new domain: no libvirt call

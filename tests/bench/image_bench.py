@@ -449,7 +449,7 @@ class Bench:
         that it can never start a build here), without Ansible's start-up and transfer."""
         if COLLECTIONS not in sys.path:
             sys.path.insert(0, COLLECTIONS)
-        from ansible_collections.firmvisor.hypervisor.plugins.module_utils._image import IMAGE_ARGSPEC, ensure_image
+        from ansible_collections.firmvisor.hypervisor.plugins.module_utils.image.build import IMAGE_ARGSPEC, ensure_image
         params = {key: spec.get('default') for key, spec in IMAGE_ARGSPEC.items()}
         params.update({'dest': self.dest, 'files': self.files, 'force': False})
         started = time.monotonic()
@@ -552,7 +552,7 @@ class Bench:
     def plain_build(self) -> None:
         if COLLECTIONS not in sys.path:
             sys.path.insert(0, COLLECTIONS)
-        from ansible_collections.firmvisor.hypervisor.plugins.module_utils._image import (
+        from ansible_collections.firmvisor.hypervisor.plugins.module_utils.image.build import (
             default_apt_sources, read_package_list)
         plain = self.results['plain']
         folder = os.path.join(self.scratch, 'plain')

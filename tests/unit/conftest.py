@@ -9,7 +9,7 @@ import os
 import pytest
 from recording import Recorder
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils import _libvirt
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt import connection as _libvirt
 
 NODE = os.path.join(os.path.dirname(__file__), 'fixtures', 'node.xml')
 

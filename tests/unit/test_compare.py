@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.common import (
     FvError, normalize_mac, stable_mac, to_bytes, to_mib,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._vm import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain import (
     disks_equal, interfaces_equal, machine_equal, read_firmware, read_memory,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document
 
 
 @pytest.mark.parametrize('value, expected', [

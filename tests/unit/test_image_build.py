@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils import _image
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import FvError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.image import build as _image
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
 
 POLICY = """tiny:
   Installed: (none)

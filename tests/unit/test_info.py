@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import FvError
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._info import HOST_FACTS, host_info, vm_info
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.info import HOST_FACTS, host_info, vm_info
 
 
 def test_vm_info_one_all_and_missing(conn):

@@ -15,10 +15,10 @@ import pytest
 
 libvirt = pytest.importorskip('libvirt')
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import FvError  # noqa: E402
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.common import FvError  # noqa: E402
 from recording import MUTATING, Recorder  # noqa: E402
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt import connect  # noqa: E402
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._network import (  # noqa: E402
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import connect  # noqa: E402
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.network import (  # noqa: E402
     NETWORK_ARGSPEC, NetworkService, describe_network, dhcp_commands,
 )
 

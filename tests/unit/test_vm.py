@@ -8,9 +8,9 @@ import libvirt
 import pytest
 from recording import mutating
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import FvError
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._vm import VM_ARGSPEC, VmService
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain import VM_ARGSPEC, VmService
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document
 
 
 def spec(**options):
@@ -161,7 +161,7 @@ def test_firmware_and_kernel_boot_are_written(conn):
 
 def test_qemu_args_round_trip():
     # The test driver does not know the qemu namespace: the XML edit is tested here, libvirt in molecule.
-    from ansible_collections.firmvisor.hypervisor.plugins.module_utils._vm import (
+    from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain import (
         new_domain, read_qemu_args, write_qemu_args,
     )
     args = ['-netdev', 'user,id=mgmt,hostfwd=tcp:127.0.0.1:2222-:22', '-device', 'virtio-net-pci,netdev=mgmt,addr=0x10']

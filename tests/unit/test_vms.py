@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from recording import mutating
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import FvError
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._vms import reconcile
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.fleet import reconcile
 
 DEFAULTS = {'memory': '64MiB', 'virt_type': 'qemu', 'interfaces': [{'network': 'lab'}]}
 

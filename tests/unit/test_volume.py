@@ -8,8 +8,8 @@ import hashlib
 import pytest
 from recording import mutating
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import Changes, FvError
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._volume import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.common import Changes, FvError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.volume import (
     VOLUME_ARGSPEC, ensure_volume, image_info,
 )
 
@@ -74,7 +74,7 @@ def test_image_formats(tmp_path):
     qcow.write_bytes(b'QFI\xfb' + b'\0' * 20 + (5 * 2 ** 30).to_bytes(8, 'big') + b'\0' * 100)
     assert image_info(str(qcow)) == ('qcow2', 5 * 2 ** 30)
     digest = hashlib.sha256(b'x' * 1000).hexdigest()
-    from ansible_collections.firmvisor.hypervisor.plugins.module_utils._volume import verify_checksum
+    from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.volume import verify_checksum
     verify_checksum(str(raw), digest)
     verify_checksum(str(raw), 'sha256:' + digest.upper())
     with pytest.raises(FvError, match='unknown algorithm'):

@@ -9,9 +9,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._reconcile import apply, compare, desired_values
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._vm import VM_OPTIONS
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document, XMLError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.compare import apply, compare, desired_values
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain import VM_OPTIONS
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document, XMLError
 
 from golden import XML_DIR, read_xml
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import FvError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
 
 try:
     import libvirt  # type: ignore[import-not-found]
@@ -69,6 +69,21 @@ def connect(uri: str = DEFAULT_URI, connect_timeout: int = 30) -> Any:
             if not retryable or time.monotonic() >= deadline:
                 raise FvError('cannot connect to libvirt at %s: %s' % (uri, error_text(exc)))
             time.sleep(1)
+
+
+def with_connection(handler: Callable[[Any, Any], Dict[str, Any]]) -> Callable[[Any], Dict[str, Any]]:
+    """A module handler that gets a libvirt connection (from the module's ``uri`` and
+    ``connect_timeout``), closed when it returns."""
+    def run(module: Any) -> Dict[str, Any]:
+        conn = connect(module.params['uri'], module.params['connect_timeout'])
+        try:
+            return handler(conn, module)
+        finally:
+            try:
+                conn.close()
+            except Exception:  # closing a broken connection must not hide the real error
+                pass
+    return run
 
 
 def _lookup(func: Callable[[str], Any], name: str, missing_code: int, what: str) -> Optional[Any]:

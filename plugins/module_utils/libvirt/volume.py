@@ -13,13 +13,13 @@ import struct
 import tempfile
 from typing import Any, Dict, Optional, Tuple
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.common import (
     Changes, FvError, drop_none, to_bytes,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import (
     lookup_pool, lookup_volume, mapped, upload_file,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document, element, sub
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document, element, sub
 
 FORMATS = ('qcow2', 'raw', 'iso')
 QCOW2_MAGIC = b'QFI\xfb'

@@ -13,19 +13,19 @@ from __future__ import annotations
 import posixpath
 from typing import Any, Dict, List, Optional
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.common import (
     Changes, FvError, drop_none,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import (
     CONNECTION_ARGSPEC, error_text, flag, libvirt, lookup_pool, mapped, persistent_xml,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._reconcile import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.compare import (
     Plan, apply, compare, desired_values,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._spec import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.options import (
     Option, argspec, attr_option, view,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document, element, escape
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document, element, escape
 
 STATES = ('present', 'active', 'inactive', 'absent')
 TYPES = ('dir', 'fs', 'logical', 'netfs')

@@ -19,7 +19,7 @@ import subprocess
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import FvError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
 
 MANIFEST = 'manifest.json'
 # Fixed timestamps in every artifact, so that the same inputs give the same bytes where the tools allow.

@@ -10,6 +10,8 @@ import re
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError, FvTimeout  # noqa: F401
+
 MIB = 1024 * 1024
 _UNITS = {
     'b': 1, 'bytes': 1,
@@ -19,14 +21,6 @@ _UNITS = {
     't': 1024 ** 4, 'tib': 1024 ** 4, 'tb': 1000 ** 4,
 }
 _SIZE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$')
-
-
-class FvError(Exception):
-    """An error with a message fit for the user: it names the object and the cause."""
-
-
-class FvTimeout(FvError):
-    pass
 
 
 def to_bytes(value: Any, what: str = 'size') -> int:

@@ -10,10 +10,10 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import FvError
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt import CONNECTION_ARGSPEC, flag, mapped
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._vm import OWNER, VM_ARGSPEC, VmService
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import CONNECTION_ARGSPEC, flag, mapped
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain import OWNER, VM_ARGSPEC, VmService
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document
 
 # A VM spec inside `vms`/`defaults`: the vm module's options less the connection.
 VM_ITEM_ARGSPEC = {k: v for k, v in VM_ARGSPEC.items() if k not in CONNECTION_ARGSPEC}

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document
 
 # How a changed option reaches a running resource.
 LIVE = 'live'            # applied to the running resource now

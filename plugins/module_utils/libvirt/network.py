@@ -15,19 +15,19 @@ import ipaddress
 import xml.etree.ElementTree as ET
 from typing import Any, Dict, List, Optional, Tuple
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.common import (
     Changes, FvError, drop_none, normalize_mac,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import (
     CONNECTION_ARGSPEC, flag, lookup_network, mapped, persistent_xml,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._reconcile import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.compare import (
     Difference, Plan, apply, compare, desired_values,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._spec import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.options import (
     LIVE, Option, argspec, attr_option, view,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document, element, escape
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document, element, escape
 
 OWNER = 'firmvisor.hypervisor'
 STATES = ('present', 'active', 'inactive', 'absent')

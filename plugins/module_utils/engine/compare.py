@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._spec import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.options import (
     LIVE, NEXT_BOOT, RESTART, Option,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document
 
 _SEVERITY = {LIVE: 0, NEXT_BOOT: 1, RESTART: 2}
 

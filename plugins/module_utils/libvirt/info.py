@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import FvError
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import (
     CONNECTION_ARGSPEC, lookup_domain, mapped,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._network import describe_network
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._pool import describe_pool
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._vm import VmService
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.network import describe_network
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.pool import describe_pool
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain import VmService
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document
 
 QUERY_ARGSPEC = dict(query=dict(type='str'))
 

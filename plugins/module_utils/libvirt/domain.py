@@ -17,20 +17,20 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._common import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.common import (
     MIB, Changes, FvError, FvTimeout, from_unit, normalize_mac, stable_mac, to_mib, wait_until,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._libvirt import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import (
     CONNECTION_ARGSPEC, flag, libvirt, lookup_domain, mapped,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._reconcile import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.compare import (
     Difference, apply, compare, desired_values, strongest,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._spec import (
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.options import (
     LIVE, NEXT_BOOT, RESTART, Option, argspec, attr_option, text_option, view,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._volume import Volumes
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils._xml import Document, element, escape, sub
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.volume import Volumes
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document, element, escape, sub
 
 OWNER = 'firmvisor.hypervisor'
 CONSOLE_LOG = '/var/log/libvirt/qemu/%s-serial.log'
