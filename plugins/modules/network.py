@@ -261,12 +261,14 @@ actions:
 '''
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.module import run_module
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.runner import converge_one
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import with_connection
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.network import NETWORK_ARGSPEC, NetworkService
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.network import NETWORK_ARGSPEC, Network
 
 
 def main():
-    run_module(NETWORK_ARGSPEC, with_connection(lambda conn, module: NetworkService(conn, module.check_mode).ensure(module.params)))
+    run_module(NETWORK_ARGSPEC,
+               with_connection(lambda conn, module: converge_one(Network(conn, module.check_mode), module.params)))
 
 
 if __name__ == '__main__':

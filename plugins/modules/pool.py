@@ -226,12 +226,13 @@ actions:
 '''
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.module import run_module
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.runner import converge_one
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import with_connection
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.pool import POOL_ARGSPEC, PoolService
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.pool import POOL_ARGSPEC, Pool
 
 
 def main():
-    run_module(POOL_ARGSPEC, with_connection(lambda conn, module: PoolService(conn, module.check_mode).ensure(module.params)))
+    run_module(POOL_ARGSPEC, with_connection(lambda conn, module: converge_one(Pool(conn, module.check_mode), module.params)))
 
 
 if __name__ == '__main__':

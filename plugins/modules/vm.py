@@ -293,12 +293,14 @@ actions:
 '''
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.module import run_module
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.runner import converge_one
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import with_connection
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain import VM_ARGSPEC, VmService
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.options import VM_ARGSPEC
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.resource import Vm
 
 
 def main():
-    run_module(VM_ARGSPEC, with_connection(lambda conn, module: VmService(conn, module.check_mode).ensure(module.params)))
+    run_module(VM_ARGSPEC, with_connection(lambda conn, module: converge_one(Vm(conn, module.check_mode), module.params)))
 
 
 if __name__ == '__main__':

@@ -120,7 +120,7 @@ elapsed:
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.module import run_module
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import with_connection
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.fleet import VMS_ARGSPEC, reconcile
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.fleet import VMS_ARGSPEC, reconcile
 
 
 def main():

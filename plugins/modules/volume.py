@@ -119,15 +119,15 @@ actions:
   elements: str
 '''
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.common import Changes
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import CONNECTION_ARGSPEC, with_connection
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.module import run_module
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.volume import VOLUME_ARGSPEC, ensure_volume
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.runner import converge_one
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import with_connection
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.volume import VOLUME_ARGSPEC, Volume
 
 
 def main():
-    run_module(dict(VOLUME_ARGSPEC, **CONNECTION_ARGSPEC),
-               with_connection(lambda conn, module: ensure_volume(conn, Changes(module.check_mode), module.params)),
+    run_module(VOLUME_ARGSPEC,
+               with_connection(lambda conn, module: converge_one(Volume(conn, module.check_mode), module.params)),
                mutually_exclusive=[('source', 'url')])
 
 

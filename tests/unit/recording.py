@@ -50,3 +50,8 @@ class Recorder:
 
 def mutating(calls: List[tuple]) -> List[tuple]:
     return [call for call in calls if MUTATING.search(call[0])]
+
+
+def view_of(resource: Any, key: Any) -> Dict[str, Any]:
+    """A resource's view as its module shows it, read afresh."""
+    return resource.view(key, resource.read([key])[key])

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.common import (
-    FvError, normalize_mac, stable_mac, to_bytes, to_mib,
-)
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain import (
-    disks_equal, interfaces_equal, machine_equal, read_firmware, read_memory,
-)
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.values import normalize_mac, stable_mac, to_bytes, to_mib
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.devices import disks_equal, interfaces_equal
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.options import machine_equal, read_firmware, read_memory
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document
 
 
@@ -70,16 +68,23 @@ ACTUAL_DISKS = [
 ]
 
 
+A = {'pool': 'vms', 'name': 'a'}
+B = {'pool': 'iso', 'name': 'b.iso', '_path': '/iso/b.iso'}
+
+
+# A declared list is the whole list: an undeclared disk is a difference (it would be detached);
+# the order of the list is not.
 @pytest.mark.parametrize('desired, equal', [
-    ([{'pool': 'vms', 'name': 'a'}], True),
-    ([{'pool': 'vms', 'name': 'a', 'bus': 'virtio', 'format': 'qcow2'}], True),
-    ([{'pool': 'vms', 'name': 'a', 'bus': 'sata'}], False),
-    ([{'pool': 'vms', 'name': 'a', 'boot': 2}], False),
-    ([{'pool': 'iso', 'name': 'b.iso', '_path': '/iso/b.iso', 'device': 'cdrom', 'boot': 1}], True),
-    ([{'pool': 'vms', 'name': 'c'}], False),
-    ([], True),
+    ([A, B], True),
+    ([B, A], True),
+    ([dict(A, bus='virtio', format='qcow2'), dict(B, device='cdrom', boot=1)], True),
+    ([dict(A, bus='sata'), B], False),
+    ([dict(A, boot=2), B], False),
+    ([A], False),
+    ([A, B, {'pool': 'vms', 'name': 'c'}], False),
+    ([], False),
 ])
-def test_disks_compare_only_declared_keys(desired, equal):
+def test_disks_are_the_whole_list_compared_on_declared_keys(desired, equal):
     assert disks_equal(desired, ACTUAL_DISKS) is equal
 
 
@@ -91,6 +96,8 @@ ACTUAL_NICS = [{'type': 'network', 'network': 'lab', 'bridge': None, 'model': 'v
     ([{'network': 'lab', 'mac': '52:54:00:00:00:01', 'model': 'e1000'}], False),
     ([{'bridge': 'br0', 'mac': '52:54:00:00:00:01'}], False),
     ([{'network': 'lab', 'mac': '52:54:00:00:00:02'}], False),
+    ([{'network': 'lab', 'mac': '52:54:00:00:00:01'}, {'network': 'lab', 'mac': '52:54:00:00:00:03'}], False),
+    ([], False),
 ])
 def test_interfaces_match_by_mac(desired, equal):
     assert interfaces_equal(desired, ACTUAL_NICS) is equal

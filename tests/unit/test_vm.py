@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import libvirt
 import pytest
-from recording import mutating
+from recording import mutating, view_of
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain import VM_ARGSPEC, VmService
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.runner import converge_one
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.options import VM_ARGSPEC
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.resource import Vm
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document
 
 
@@ -21,7 +23,7 @@ def spec(**options):
 
 
 def ensure(conn, check_mode=False, **options):
-    return VmService(conn, check_mode).ensure(spec(**options))
+    return converge_one(Vm(conn, check_mode), spec(**options))
 
 
 BASIC = dict(name='web1', vcpus=2, memory='256MiB', virt_type='qemu',
@@ -56,7 +58,7 @@ def test_check_mode_on_existing_domain_reports_without_changing(conn, recording)
     assert result['changed'] and mutating(calls) == []
     assert result['diff']['before']['memory'] == 256 and result['diff']['after']['memory'] == 1024
     assert result['diff']['after']['state'] == 'running'
-    assert VmService(conn).describe(conn.lookupByName('web1'))['memory'] == 256
+    assert view_of(Vm(conn), 'web1')['memory'] == 256
 
 
 def test_update_edits_in_place_and_keeps_unknown_xml(conn):
@@ -161,7 +163,7 @@ def test_firmware_and_kernel_boot_are_written(conn):
 
 def test_qemu_args_round_trip():
     # The test driver does not know the qemu namespace: the XML edit is tested here, libvirt in molecule.
-    from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain import (
+    from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.options import (
         new_domain, read_qemu_args, write_qemu_args,
     )
     args = ['-netdev', 'user,id=mgmt,hostfwd=tcp:127.0.0.1:2222-:22', '-device', 'virtio-net-pci,netdev=mgmt,addr=0x10']

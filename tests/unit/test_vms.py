@@ -8,7 +8,7 @@ import pytest
 from recording import mutating
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.fleet import reconcile
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.fleet import reconcile
 
 DEFAULTS = {'memory': '64MiB', 'virt_type': 'qemu', 'interfaces': [{'network': 'lab'}]}
 

@@ -8,16 +8,17 @@ import hashlib
 import pytest
 from recording import mutating
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.common import Changes, FvError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.runner import converge_one
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.volume import (
-    VOLUME_ARGSPEC, ensure_volume, image_info,
+    VOLUME_ARGSPEC, Volume, image_info,
 )
 
 
 def volume(conn, check_mode=False, **options):
     params = {key: value.get('default') for key, value in VOLUME_ARGSPEC.items()}
     params.update(options)
-    return ensure_volume(conn, Changes(check_mode), params)
+    return converge_one(Volume(conn, check_mode), params)
 
 
 def test_create_is_idempotent(conn):

@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.compare import apply, compare, desired_values
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain import VM_OPTIONS
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.options import compare, desired_values, read_all, write
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.options import VM_OPTIONS
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document, XMLError
 
 from golden import XML_DIR, read_xml
@@ -32,9 +32,9 @@ def test_round_trip_keeps_everything():
 
 
 def edit(doc, **params):
-    context = {'name': 'app1', 'default_pool': 'vms'}
-    differences = compare(VM_OPTIONS, desired_values(VM_OPTIONS, params, context), doc)
-    apply(doc, differences)
+    context = {'name': 'app1', 'default_pool': 'vms', 'creating': False, 'virt_type': None}
+    differences = compare(VM_OPTIONS, desired_values(VM_OPTIONS, params, context), read_all(VM_OPTIONS, doc))
+    write(doc, differences)
     return differences
 
 

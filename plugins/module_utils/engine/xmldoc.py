@@ -11,10 +11,11 @@ was, so a document read from libvirt, edited and written back differs only where
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 import xml.etree.ElementTree as ET
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 # The namespace of this collection's ownership metadata inside <metadata>.
 FV_NS = 'urn:firmvisor:hypervisor:1'
@@ -57,10 +58,12 @@ class Document:
         for prefix, uri in _XMLNS.findall(text):
             self.namespaces.setdefault(prefix, uri)
 
-    @classmethod
-    def new(cls, tag: str, **attrs: str) -> 'Document':
-        elem = ET.Element(tag, {k: v for k, v in attrs.items() if v is not None})
-        return cls(ET.tostring(elem, encoding='unicode'))
+    def copy(self) -> 'Document':
+        """An independent copy to edit (the planned definition), keeping the prefixes."""
+        doc = Document.__new__(Document)
+        doc.root = copy.deepcopy(self.root)
+        doc.namespaces = dict(self.namespaces)
+        return doc
 
     # ---- reading ------------------------------------------------------------------------------
     def find(self, path: str, parent: Optional[ET.Element] = None) -> Optional[ET.Element]:
@@ -190,10 +193,6 @@ def escape(text: str) -> str:
     """Text safe inside an element or a single- or double-quoted attribute."""
     return (text.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')
             .replace("'", '&apos;').replace('"', '&quot;'))
-
-
-def iter_devices(doc: Document, tag: str) -> Iterator[ET.Element]:
-    return iter(doc.findall('devices/%s' % tag))
 
 
 def element(tag: str, text: Optional[str] = None, **attrs: Optional[str]) -> ET.Element:

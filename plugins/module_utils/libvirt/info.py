@@ -1,22 +1,20 @@
 # -*- coding: utf-8 -*-
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Read-only facts for vm_info and host_info, from the same services the resource modules use."""
+"""Read-only facts for vm_info and host_info: each resource read and viewed as its own module
+reads and shows it."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import (
-    CONNECTION_ARGSPEC, lookup_domain, mapped,
-)
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.network import describe_network
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.pool import describe_pool
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain import VmService
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.query import QUERY_ARGSPEC, apply_query
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.runner import Resource
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document
-
-QUERY_ARGSPEC = dict(query=dict(type='str'))
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import CONNECTION_ARGSPEC, mapped
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.resource import Vm
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.network import Network
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.pool import Pool
 
 VM_INFO_ARGSPEC = dict(name=dict(type='str'), **QUERY_ARGSPEC, **CONNECTION_ARGSPEC)
 HOST_FACTS = ('host', 'domains', 'networks', 'pools')
@@ -24,31 +22,19 @@ HOST_INFO_ARGSPEC = dict(gather=dict(type='list', elements='str', choices=list(H
                          **QUERY_ARGSPEC, **CONNECTION_ARGSPEC)
 
 
-def apply_query(data: Dict[str, Any], query: Optional[str]) -> Dict[str, Any]:
-    """Add ``query_result``: ``query`` (JMESPath) evaluated over ``data``."""
-    if not query:
-        return data
-    try:
-        import jmespath
-    except ImportError:
-        raise FvError('query needs the jmespath Python library on the host that runs the module')
-    try:
-        data['query_result'] = jmespath.search(query, data)
-    except jmespath.exceptions.JMESPathError as exc:
-        raise FvError('query %r: %s' % (query, exc))
-    return data
+def views(resource: Resource, names: Sequence[str]) -> List[Dict[str, Any]]:
+    """The views of the named objects that exist, in name order."""
+    actuals = resource.read(sorted(names))
+    return [resource.view(name, actual) for name, actual in actuals.items() if actual is not None]
 
 
 def vm_info(conn: Any, name: Optional[str] = None, query: Optional[str] = None) -> Dict[str, Any]:
-    service = VmService(conn, check_mode=True)
     if name:
-        dom = lookup_domain(conn, name)
-        domains = [dom] if dom is not None else []
+        names = [name]
     else:
         with mapped('listing domains'):
-            domains = sorted(conn.listAllDomains(0), key=lambda d: d.name())
-    vms = [service.describe(dom) for dom in domains]
-    return apply_query({'changed': False, 'vms': vms}, query)
+            names = [dom.name() for dom in conn.listAllDomains(0)]
+    return apply_query({'changed': False, 'vms': views(Vm(conn, check_mode=True), names)}, query)
 
 
 def host_facts(conn: Any) -> Dict[str, Any]:
@@ -86,12 +72,12 @@ def host_info(conn: Any, gather: list, query: Optional[str] = None) -> Dict[str,
         result['domains'] = vm_info(conn)['vms']
     if 'networks' in gather:
         with mapped('listing networks'):
-            networks = sorted(conn.listAllNetworks(0), key=lambda n: n.name())
-        result['networks'] = [describe_network(net) for net in networks]
+            names = [net.name() for net in conn.listAllNetworks(0)]
+        result['networks'] = views(Network(conn, check_mode=True), names)
     if 'pools' in gather:
         with mapped('listing storage pools'):
-            pools = sorted(conn.listAllStoragePools(0), key=lambda p: p.name())
-        result['pools'] = [describe_pool(pool) for pool in pools]
+            names = [pool.name() for pool in conn.listAllStoragePools(0)]
+        result['pools'] = views(Pool(conn, check_mode=True), names)
     return apply_query(result, query)
 
 

@@ -1,9 +1,8 @@
 # -*- coding: utf-8 -*-
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Networks: the option table of ``network``, and the service that converges one network.
+"""Networks: the option table of ``network`` and its own libvirt calls.
 
-``prepare`` validates a spec and reads the network (no change); ``converge`` carries out the plan.
 Updates edit the network's inactive definition in place. DHCP ranges and static hosts reach a
 running network live (``virNetworkUpdate``); every other change needs the network stopped, so an
 active network is only recreated (destroy, define, start) when the user says ``recreate``.
@@ -13,24 +12,20 @@ from __future__ import annotations
 
 import ipaddress
 import xml.etree.ElementTree as ET
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.common import (
-    Changes, FvError, drop_none, normalize_mac,
-)
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import (
-    CONNECTION_ARGSPEC, flag, lookup_network, mapped, persistent_xml,
-)
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.compare import (
-    Difference, Plan, apply, compare, desired_values,
-)
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.options import (
-    LIVE, Option, argspec, attr_option, view,
+    LIVE, Change, Option, argspec,
 )
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.plan import Action, Actual, Handle
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.values import drop_none, normalize_mac
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document, element, escape
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import (
+    CONNECTION_ARGSPEC, flag, lookup_network, mapped,
+)
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.objects import OWNER, STATES, DefinedObject
 
-OWNER = 'firmvisor.hypervisor'
-STATES = ('present', 'active', 'inactive', 'absent')
 MODES = ('nat', 'route', 'isolated', 'bridge')
 DEFAULT_PREFIX = 24
 
@@ -49,12 +44,7 @@ DHCP_SPEC = dict(
 )
 
 
-# ---- reading the XML ----------------------------------------------------------------------------
-def network_xml(net: Any) -> Document:
-    """The network's persistent definition (the live one for a transient network)."""
-    return Document(persistent_xml(net, 'VIR_NETWORK_XML_INACTIVE'))
-
-
+# ---- reading and writing the XML ----------------------------------------------------------------
 def _ipv4_elem(doc: Document) -> Optional[Any]:
     """The first IPv4 ``<ip>`` element (IPv6 ones are left alone)."""
     for elem in doc.findall('ip'):
@@ -64,7 +54,7 @@ def _ipv4_elem(doc: Document) -> Optional[Any]:
     return None
 
 
-def _ipv4_index(doc: Document) -> int:
+def ipv4_index(doc: Document) -> int:
     """The IPv4 element's index among all ``<ip>`` elements (virNetworkUpdate's parentIndex)."""
     elem = _ipv4_elem(doc)
     return doc.findall('ip').index(elem) if elem is not None else -1
@@ -92,7 +82,6 @@ def read_mode(doc: Document) -> str:
 
 
 def write_mode(doc: Document, mode: str) -> None:
-    previous = read_mode(doc)
     if mode == 'isolated':
         doc.remove('forward')
     else:
@@ -109,9 +98,6 @@ def write_mode(doc: Document, mode: str) -> None:
         if bridge is not None:
             for attr in ('stp', 'delay', 'zone', 'macTableManager'):
                 bridge.attrib.pop(attr, None)
-    elif previous == 'bridge':
-        # The host bridge is not libvirt's to create: libvirt picks a virbrN unless bridge is declared.
-        doc.set_attr('bridge', 'name', None)
 
 
 def read_ip(doc: Document) -> Optional[str]:
@@ -340,7 +326,15 @@ def _describe_host(host: Dict[str, Any]) -> str:
     return ' '.join('%s=%s' % (k, host[k]) for k in ('mac', 'name', 'ip') if host.get(k))
 
 
-# ---- domain -------------------------------------------------------------------------------------
+# ---- bridge name and DNS domain: '' removes them ------------------------------------------------
+def read_bridge(doc: Document) -> Optional[str]:
+    return doc.attr('bridge', 'name')
+
+
+def write_bridge(doc: Document, name: str) -> None:
+    doc.set_attr('bridge', 'name', name or None)
+
+
 def read_domain(doc: Document) -> Optional[str]:
     return doc.attr('domain', 'name')
 
@@ -352,20 +346,23 @@ def write_domain(doc: Document, name: str) -> None:
         doc.remove('domain')
 
 
+def set_or_empty(desired: Any, actual: Any) -> bool:
+    return (desired or None) == actual
+
+
 def _live(_desired: Any, _actual: Any) -> str:
     return LIVE
 
 
 NETWORK_OPTIONS: List[Option] = [
     Option('mode', choices=list(MODES), create_default='nat', read=read_mode, write=write_mode),
-    attr_option('bridge', 'bridge', 'name'),
+    Option('bridge', read=read_bridge, write=write_bridge, equal=set_or_empty),
     Option('ip', read=read_ip, write=write_ip, normalize=normalize_ip),
     Option('prefix', type='int', read=read_prefix, write=write_prefix, normalize=normalize_prefix),
     Option('dhcp', type='dict', suboptions=DHCP_SPEC, read=read_dhcp, write=write_dhcp, normalize=normalize_dhcp,
-           equal=dhcp_equal, apply=_live),
-    Option('domain', read=read_domain, write=write_domain,
-           equal=lambda desired, actual: (desired or None) == actual),
-    # Not part of the XML: converged by the service.
+           equal=dhcp_equal, reach=_live),
+    Option('domain', read=read_domain, write=write_domain, equal=set_or_empty),
+    # Not part of the XML: converged by the lifecycle.
     Option('autostart', type='bool'),
 ]
 
@@ -376,8 +373,11 @@ NETWORK_ARGSPEC = argspec(
     recreate=dict(type='bool', default=False),
     **CONNECTION_ARGSPEC,
 )
-_OPTION = {opt.name: opt for opt in NETWORK_OPTIONS}
-_ORDER = {opt.name: index for index, opt in enumerate(NETWORK_OPTIONS)}
+# virNetworkUpdate's commands and sections (fallbacks for bindings without the constants).
+_COMMANDS = {'add': ('VIR_NETWORK_UPDATE_COMMAND_ADD_LAST', 3), 'delete': ('VIR_NETWORK_UPDATE_COMMAND_DELETE', 2),
+             'modify': ('VIR_NETWORK_UPDATE_COMMAND_MODIFY', 1)}
+_SECTIONS = {'host': ('VIR_NETWORK_SECTION_IP_DHCP_HOST', 4), 'range': ('VIR_NETWORK_SECTION_IP_DHCP_RANGE', 5)}
+_ADDRESSING = {'mode', 'ip', 'prefix'}
 
 
 def new_network(name: str) -> Document:
@@ -387,23 +387,7 @@ def new_network(name: str) -> Document:
     return doc
 
 
-
-def describe_network(net: Any, doc: Optional[Document] = None) -> Dict[str, Any]:
-    """The info view of a network (also used by host_info): every table option as it is, plus state."""
-    name = net.name()
-    with mapped('network %r' % name):
-        if doc is None:
-            doc = network_xml(net)
-        result = {opt.name: opt.read(doc) for opt in NETWORK_OPTIONS if opt.read is not None}
-        result.update({
-            'name': name, 'uuid': net.UUIDString(), 'active': bool(net.isActive()),
-            'autostart': bool(net.autostart()), 'persistent': bool(net.isPersistent()),
-            'owned': doc.owner() == OWNER,
-        })
-    return result
-
-
-def validate(name: str, params: Dict[str, Any], desired: Dict[str, Any], doc: Document) -> None:
+def validate(name: str, params: Mapping[str, Any], desired: Mapping[str, Any], doc: Document) -> None:
     """Check the network as it would be after the run (declared values over the actual ones)."""
     mode = read_mode(doc)
     ip, prefix = read_ip(doc), read_prefix(doc)
@@ -440,169 +424,52 @@ def validate(name: str, params: Dict[str, Any], desired: Dict[str, Any], doc: Do
                           % (name, _describe_host(host), host['ip'], subnet))
 
 
-# ---- the service --------------------------------------------------------------------------------
-class NetworkPlan(Plan):
-    @property
-    def structural(self) -> List[Difference]:
-        """Changes a running network cannot take live."""
-        return [d for d in self.differences if d.apply != LIVE]
 
-    @property
-    def dhcp(self) -> Optional[Difference]:
-        return next((d for d in self.differences if d.option.name == 'dhcp'), None)
+class Network(DefinedObject):
+    noun = 'network'
+    kind = 'network'
+    inactive_flag = 'VIR_NETWORK_XML_INACTIVE'
+    table = NETWORK_OPTIONS
+    result_key = 'network'
 
+    def lookup(self, name: str) -> Any:
+        return lookup_network(self.conn, name)
 
-class NetworkService:
-    """Converges libvirt networks over one connection. No AnsibleModule inside."""
+    def define(self, doc: Document) -> Any:
+        return self.conn.networkDefineXML(doc.tostring())
 
-    def __init__(self, conn: Any, check_mode: bool = False) -> None:
-        self.conn = conn
-        self.check_mode = check_mode
+    def new_document(self, name: str) -> Document:
+        return new_network(name)
 
-    describe = staticmethod(describe_network)
+    def settle(self, params: Mapping[str, Any], desired: Dict[str, Any], actual: Optional[Actual]) -> None:
+        if 'ip' in desired and (actual is None or actual.values.get('ip') is None):
+            desired.setdefault('prefix', DEFAULT_PREFIX)  # a new address without a prefix
+        if actual is not None and actual.values['mode'] == 'bridge' and desired.get('mode', 'bridge') != 'bridge' \
+                and 'bridge' not in desired:
+            desired['bridge'] = ''  # the host bridge is not libvirt's: it picks a virbrN of its own
 
-    # -- planning (reads only) --
-    def prepare(self, params: Dict[str, Any]) -> NetworkPlan:
-        name = params['name']
-        plan = NetworkPlan(params=params, obj=lookup_network(self.conn, name))
-        with mapped('network %r' % name):
-            plan.read(network_xml)
-        if params.get('state') == 'absent':
-            return plan
-        try:
-            plan.desired = desired_values(NETWORK_OPTIONS, params, {'name': name})
-        except FvError as exc:
-            raise FvError('network %r: %s' % (name, exc))
-        if plan.obj is None:
-            plan.desired.setdefault('mode', _OPTION['mode'].create_default)
-        if 'ip' in plan.desired and (plan.doc is None or read_ip(plan.doc) is None):
-            plan.desired.setdefault('prefix', DEFAULT_PREFIX)  # a new address without a prefix
-        differences = compare(NETWORK_OPTIONS, plan.desired, plan.doc)
-        names = {d.option.name for d in differences}
-        if 'mode' in names and 'bridge' in plan.desired and 'bridge' not in names:
-            # A mode change rewrites the bridge element: keep the declared name in it.
-            differences.append(Difference(_OPTION['bridge'], plan.desired['bridge'], plan.desired['bridge']))
-        plan.differences = sorted(differences, key=lambda d: _ORDER[d.option.name])
-        plan.planned = Document(plan.doc.tostring()) if plan.doc is not None else new_network(name)
-        try:
-            apply(plan.planned, plan.differences)
-        except FvError as exc:
-            raise FvError('network %r: %s' % (name, exc))
-        validate(name, params, plan.desired, plan.planned)
-        return plan
+    def validate(self, params: Mapping[str, Any], desired: Mapping[str, Any], doc: Document) -> None:
+        validate(params['name'], params, desired, doc)
 
-    def ensure(self, params: Dict[str, Any]) -> Dict[str, Any]:
-        return self.converge(self.prepare(params))
+    def withheld(self, changes: Sequence[Change]) -> Tuple[Change, ...]:
+        """Structural changes; DHCP also waits when the addressing it lives in changes."""
+        structural = tuple(c for c in changes if c.reach != LIVE)
+        if _ADDRESSING & {c.name for c in structural}:
+            return tuple(changes)
+        return structural
 
-    # -- carrying out --
-    def converge(self, plan: NetworkPlan) -> Dict[str, Any]:
-        params, name = plan.params, plan.name
-        changes = Changes(self.check_mode)
-        if params['state'] == 'absent':
-            return self._remove(plan, changes)
-        warnings: List[str] = []
-        recreate_required = pending = False
-        before = self._side(plan, plan.doc, plan.active, plan.autostart)
-        net, active = plan.obj, plan.active
-        if net is None:
-            net = self._define(plan.planned, 'define network %s' % name, name, changes)
-        else:
-            if not plan.persistent:
-                self._define(plan.doc, 'make network %s persistent' % name, name, changes)
-            if params['state'] == 'inactive' and active:
-                self._act(changes, 'stop network %s' % name, name, 'stop', net.destroy)
-                active = False
-            structural = plan.structural
-            if structural and not active:
-                net = self._define(plan.planned, 'update network %s' % name, name, changes) or net
-            elif structural and params.get('recreate'):
-                self._act(changes, 'recreate network %s: stop' % name, name, 'stop', net.destroy)
-                net = self._define(plan.planned, 'recreate network %s: define' % name, name, changes) or net
-                self._act(changes, 'recreate network %s: start' % name, name, 'start', net.create)
-            else:
-                if structural:
-                    recreate_required = pending = True
-                    warnings.append(
-                        'network %r is active: changing %s needs it stopped and started again (guests on it lose '
-                        'their link meanwhile); not done: set recreate=true to do it'
-                        % (name, ', '.join(d.option.name for d in structural)))
-                addressing = {'mode', 'ip', 'prefix'} & {d.option.name for d in structural}
-                if plan.dhcp is not None and not addressing:
-                    self._update_dhcp(net, plan, active, changes)
-        autostart = params.get('autostart')
-        if autostart is not None and autostart != plan.autostart:
-            self._act(changes, 'set autostart of network %s to %s' % (name, autostart), name, 'autostart',
-                      net.setAutostart if net is not None else None, int(autostart))
-        start = params['state'] == 'active' or (params['state'] == 'present' and plan.obj is None)
-        if start and not active:
-            self._act(changes, 'start network %s' % name, name, 'start', net.create if net is not None else None)
-            active = True
-
-        if self.check_mode or pending or net is None:
-            after_doc = plan.planned
-        else:
-            with mapped('network %r' % name):
-                after_doc = network_xml(net)
-        after = self._side(plan, after_doc, active, plan.autostart if autostart is None else autostart)
-        if net is not None and not self.check_mode:
-            info = describe_network(net)
-        else:
-            info = {opt.name: opt.read(after_doc) for opt in NETWORK_OPTIONS if opt.read is not None}
-            info.update({'name': name, 'uuid': plan.obj.UUIDString() if plan.obj is not None else None,
-                         'active': active, 'persistent': True, 'owned': after_doc.owner() == OWNER,
-                         'autostart': plan.autostart if autostart is None else autostart})
-        return {
-            'changed': changes.changed, 'actions': changes.actions, 'recreate_required': recreate_required,
-            'diff': {'before': before, 'after': after}, 'network': info, 'warnings': warnings,
-        }
-
-    def _act(self, changes: Changes, description: str, name: str, verb: str, func: Any, *args: Any) -> Any:
-        with mapped('network %r: %s' % (name, verb)):
-            return changes.act(description, func, *args)
-
-    def _define(self, doc: Document, description: str, name: str, changes: Changes) -> Any:
-        return self._act(changes, description, name, 'define', self.conn.networkDefineXML, doc.tostring())
-
-    def _update_dhcp(self, net: Any, plan: NetworkPlan, active: bool, changes: Changes) -> None:
-        commands = {
-            'add': flag('VIR_NETWORK_UPDATE_COMMAND_ADD_LAST', 3),
-            'delete': flag('VIR_NETWORK_UPDATE_COMMAND_DELETE', 2),
-            'modify': flag('VIR_NETWORK_UPDATE_COMMAND_MODIFY', 1),
-        }
-        sections = {
-            'host': flag('VIR_NETWORK_SECTION_IP_DHCP_HOST', 4),
-            'range': flag('VIR_NETWORK_SECTION_IP_DHCP_RANGE', 5),
-        }
-        flags = flag('VIR_NETWORK_UPDATE_AFFECT_CONFIG', 2)
-        if active:
-            flags |= flag('VIR_NETWORK_UPDATE_AFFECT_LIVE', 1)
-        index = _ipv4_index(plan.doc)
+    def live_actions(self, handle: Handle, actual: Actual, changes: Sequence[Change], active: bool) -> List[Action]:
+        dhcp = next((c for c in changes if c.name == 'dhcp'), None)
+        if dhcp is None:
+            return []
+        flags = flag('VIR_NETWORK_UPDATE_AFFECT_CONFIG', 2) | (flag('VIR_NETWORK_UPDATE_AFFECT_LIVE', 1) if active else 0)
+        index = ipv4_index(actual.doc)
+        name = actual.doc.text('name')
         where = ' (live and config)' if active else ' (config)'
-        for command, section, elem, description in dhcp_commands(plan.dhcp.after, plan.dhcp.before):
-            xml = ET.tostring(elem, encoding='unicode')
-            self._act(changes, '%s of network %s%s' % (description, plan.name, where), plan.name, 'update DHCP',
-                      net.update, commands[command], sections[section], index, xml, flags)
-
-    def _side(self, plan: NetworkPlan, doc: Optional[Document], active: bool, autostart: bool) -> Dict[str, Any]:
-        """One side of the diff: the declared options as ``doc`` has them, and the state."""
-        if doc is None:
-            return {'state': 'absent'}
-        side: Dict[str, Any] = view(NETWORK_OPTIONS, doc, list(plan.desired))
-        side['state'] = 'active' if active else 'inactive'
-        if plan.params.get('autostart') is not None:
-            side['autostart'] = autostart
-        return side
-
-    def _remove(self, plan: NetworkPlan, changes: Changes) -> Dict[str, Any]:
-        net, name = plan.obj, plan.name
-        absent = {'state': 'absent'}
-        if net is None:
-            return {'changed': False, 'actions': [], 'recreate_required': False, 'network': {},
-                    'diff': {'before': absent, 'after': absent}, 'warnings': []}
-        before = {'state': 'active' if plan.active else 'inactive'}
-        if plan.active:
-            self._act(changes, 'stop network %s' % name, name, 'stop', net.destroy)
-        if plan.persistent:
-            self._act(changes, 'undefine network %s' % name, name, 'undefine', net.undefine)
-        return {'changed': changes.changed, 'actions': changes.actions, 'recreate_required': False,
-                'network': {}, 'diff': {'before': before, 'after': absent}, 'warnings': []}
+        actions = []
+        for command, section, elem, description in dhcp_commands(dhcp.after, dhcp.before):
+            def run(command: str = command, section: str = section, xml: str = ET.tostring(elem, encoding='unicode')) -> None:
+                with mapped('network %r: update DHCP' % name):
+                    handle.obj.update(flag(*_COMMANDS[command]), flag(*_SECTIONS[section]), index, xml, flags)
+            actions.append(Action('%s of network %s%s' % (description, name, where), run))
+        return actions

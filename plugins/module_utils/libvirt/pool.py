@@ -1,33 +1,28 @@
 # -*- coding: utf-8 -*-
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Storage pools ("datastores"): the option table of ``pool``, and the service that converges one pool.
+"""Storage pools ("datastores"): the option table of ``pool`` and its own libvirt calls.
 
-``prepare`` validates a spec and reads the pool (no change); ``converge`` carries out the plan.
 A pool's data (its directory, file system, volume group and volumes) is never deleted unless
 ``delete_contents`` says so; building a new pool never overwrites what is already on its device.
+A change of an active pool needs it stopped and redefined: refused unless ``recreate``.
 """
 
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.common import (
-    Changes, FvError, drop_none,
-)
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import (
-    CONNECTION_ARGSPEC, error_text, flag, libvirt, lookup_pool, mapped, persistent_xml,
-)
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.compare import (
-    Plan, apply, compare, desired_values,
-)
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.options import (
-    Option, argspec, attr_option, view,
-)
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.options import Option, argspec, attr_option
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.plan import Action, Actual, Handle, Note
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.values import drop_none
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document, element, escape
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import (
+    CONNECTION_ARGSPEC, error_text, flag, libvirt, lookup_pool, mapped,
+)
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.objects import STATES, DefinedObject
 
-STATES = ('present', 'active', 'inactive', 'absent')
 TYPES = ('dir', 'fs', 'logical', 'netfs')
 # Pool types whose build writes onto a device: built with NO_OVERWRITE, so existing data stays.
 DEVICE_TYPES = ('fs', 'logical')
@@ -42,11 +37,6 @@ SOURCE_SPEC = dict(
 
 
 # ---- reading the XML ----------------------------------------------------------------------------
-def pool_xml(pool: Any) -> Document:
-    """The pool's persistent definition."""
-    return Document(persistent_xml(pool, 'VIR_STORAGE_XML_INACTIVE'))
-
-
 def normalize_path(value: Any, _context: Dict[str, Any]) -> str:
     path = str(value).strip()
     if not path.startswith('/'):
@@ -126,7 +116,7 @@ POOL_OPTIONS: List[Option] = [
     Option('path', read=read_path, write=write_path, normalize=normalize_path),
     Option('source', type='dict', suboptions=SOURCE_SPEC, read=read_source, write=write_source,
            normalize=normalize_source, equal=source_equal),
-    # Not part of the XML: converged by the service.
+    # Not part of the XML: converged by the lifecycle.
     Option('autostart', type='bool'),
 ]
 
@@ -145,25 +135,7 @@ def new_pool(name: str) -> Document:
     return Document("<pool type='dir'>\n  <name>%s</name>\n</pool>" % escape(name))
 
 
-
-def describe_pool(pool: Any, doc: Optional[Document] = None) -> Dict[str, Any]:
-    """The info view of a pool (also used by host_info): its definition, state, sizes and volumes."""
-    name = pool.name()
-    with mapped('storage pool %r' % name):
-        if doc is None:
-            doc = pool_xml(pool)
-        active = bool(pool.isActive())
-        _state, capacity, allocation, available = pool.info()
-        result = {opt.name: opt.read(doc) for opt in POOL_OPTIONS if opt.read is not None}
-        result.update({
-            'name': name, 'uuid': pool.UUIDString(), 'active': active, 'autostart': bool(pool.autostart()),
-            'persistent': bool(pool.isPersistent()), 'capacity': capacity, 'allocation': allocation,
-            'available': available, 'volumes': sorted(pool.listVolumes()) if active else [],
-        })
-    return result
-
-
-def validate(name: str, params: Dict[str, Any], doc: Document) -> None:
+def validate(name: str, params: Mapping[str, Any], doc: Document) -> None:
     """Check the pool as it would be after the run (declared values over the actual ones)."""
     kind = doc.root.get('type')
     path = read_path(doc)
@@ -180,165 +152,82 @@ def validate(name: str, params: Dict[str, Any], doc: Document) -> None:
         raise FvError('%s: type netfs needs source.host and source.dir (the export)' % what)
 
 
-# ---- the service --------------------------------------------------------------------------------
-class PoolService:
-    """Converges storage pools over one connection. No AnsibleModule inside."""
 
-    def __init__(self, conn: Any, check_mode: bool = False) -> None:
-        self.conn = conn
-        self.check_mode = check_mode
+class Pool(DefinedObject):
+    noun = 'storage pool'
+    kind = 'pool'
+    inactive_flag = 'VIR_STORAGE_XML_INACTIVE'
+    table = POOL_OPTIONS
+    refuse_without_recreate = True
+    result_key = 'pool'
 
-    describe = staticmethod(describe_pool)
+    def lookup(self, name: str) -> Any:
+        return lookup_pool(self.conn, name)
 
-    # -- planning (reads only) --
-    def prepare(self, params: Dict[str, Any]) -> Plan:
-        name = params['name']
-        what = 'storage pool %r' % name
-        plan = Plan(params=params, obj=lookup_pool(self.conn, name))
-        with mapped(what):
-            plan.read(pool_xml)
-        if params.get('state') == 'absent':
-            return plan
-        try:
-            plan.desired = desired_values(POOL_OPTIONS, params, {'name': name})
-        except FvError as exc:
-            raise FvError('%s: %s' % (what, exc))
-        if plan.obj is None:
-            plan.desired.setdefault('type', 'dir')
-        plan.differences = compare(POOL_OPTIONS, plan.desired, plan.doc)
-        plan.planned = Document(plan.doc.tostring()) if plan.doc is not None else new_pool(name)
-        apply(plan.planned, plan.differences)
-        validate(name, params, plan.planned)
-        if plan.differences and plan.active and params['state'] != 'inactive' and not params.get('recreate'):
-            raise FvError(
-                '%s is active: changing %s needs it stopped and redefined (its volumes are unavailable meanwhile); '
-                'set recreate=true to stop, redefine and start it again, or state=inactive to leave it stopped'
-                % (what, ', '.join('%s from %r to %r' % (d.option.name, d.before, d.after) for d in plan.differences)))
-        return plan
+    def define(self, doc: Document) -> Any:
+        return self.conn.storagePoolDefineXML(doc.tostring(), 0)
 
-    def ensure(self, params: Dict[str, Any]) -> Dict[str, Any]:
-        return self.converge(self.prepare(params))
+    def start(self, obj: Any) -> None:
+        obj.create(0)
 
-    # -- carrying out --
-    def converge(self, plan: Plan) -> Dict[str, Any]:
-        params, name = plan.params, plan.name
-        changes = Changes(self.check_mode)
-        if params['state'] == 'absent':
-            return self._remove(plan, changes)
-        warnings: List[str] = []
-        before = self._side(plan, plan.doc, plan.active, plan.autostart)
-        pool, active = plan.obj, plan.active
-        kind = plan.planned.root.get('type')
-        if pool is None:
-            pool = self._define(plan.planned, 'define storage pool %s' % name, name, changes)
-            self._build(pool, name, kind, changes, warnings)
-        else:
-            if not plan.persistent:
-                self._define(plan.doc, 'make storage pool %s persistent' % name, name, changes)
-            if params['state'] == 'inactive' and active:
-                self._act(changes, 'stop storage pool %s' % name, name, 'stop', pool.destroy)
-                active = False
-            if plan.differences and not active:
-                pool = self._define(plan.planned, 'update storage pool %s' % name, name, changes) or pool
-            elif plan.differences:  # active, and recreate was asked for (prepare refused otherwise)
-                self._act(changes, 'recreate storage pool %s: stop' % name, name, 'stop', pool.destroy)
-                pool = self._define(plan.planned, 'recreate storage pool %s: define' % name, name, changes) or pool
-                self._build(pool, name, kind, changes, warnings)
-                self._act(changes, 'recreate storage pool %s: start' % name, name, 'start', pool.create, 0)
-        autostart = params.get('autostart')
-        if autostart is not None and autostart != plan.autostart:
-            self._act(changes, 'set autostart of storage pool %s to %s' % (name, autostart), name, 'autostart',
-                      pool.setAutostart if pool is not None else None, int(autostart))
-        start = params['state'] == 'active' or (params['state'] == 'present' and plan.obj is None)
-        if start and not active:
-            self._act(changes, 'start storage pool %s' % name, name, 'start',
-                      pool.create if pool is not None else None, 0)
-            active = True
+    def new_document(self, name: str) -> Document:
+        return new_pool(name)
 
-        if self.check_mode or pool is None:
-            after_doc = plan.planned
-        else:
-            with mapped('storage pool %r' % name):
-                after_doc = pool_xml(pool)
-        after = self._side(plan, after_doc, active, plan.autostart if autostart is None else autostart)
-        if pool is not None and not self.check_mode:
-            info = describe_pool(pool)
-        else:
-            info = {opt.name: opt.read(after_doc) for opt in POOL_OPTIONS if opt.read is not None}
-            info.update({'name': name, 'uuid': plan.obj.UUIDString() if plan.obj is not None else None,
-                         'active': active, 'persistent': True,
-                         'autostart': plan.autostart if autostart is None else autostart,
-                         'capacity': None, 'allocation': None, 'available': None,
-                         'volumes': sorted(plan.obj.listVolumes()) if plan.obj is not None and plan.active else []})
-        return {
-            'changed': changes.changed, 'actions': changes.actions,
-            'diff': {'before': before, 'after': after}, 'pool': info, 'warnings': warnings,
-        }
+    def runtime(self, obj: Any, active: bool) -> Dict[str, Any]:
+        _state, capacity, allocation, available = obj.info()
+        return {'capacity': capacity, 'allocation': allocation, 'available': available,
+                'volumes': sorted(obj.listVolumes()) if active else []}
 
-    def _act(self, changes: Changes, description: str, name: str, verb: str, func: Any, *args: Any) -> Any:
-        with mapped('storage pool %r: %s' % (name, verb)):
-            return changes.act(description, func, *args)
+    def validate(self, params: Mapping[str, Any], desired: Mapping[str, Any], doc: Document) -> None:
+        validate(params['name'], params, doc)
 
-    def _define(self, doc: Document, description: str, name: str, changes: Changes) -> Any:
-        return self._act(changes, description, name, 'define', self.conn.storagePoolDefineXML, doc.tostring(), 0)
-
-    def _build(self, pool: Any, name: str, kind: str, changes: Changes, warnings: List[str]) -> None:
-        """Build the pool (make its directory, file system or volume group), never overwriting data."""
+    def built(self, handle: Handle, doc: Document) -> List[Action]:
+        """Build the pool (make its directory, file system or volume group), never overwriting data;
+        an empty directory this run made goes again if a later step fails."""
+        name, kind = doc.text('name'), doc.root.get('type')
         flags = flag('VIR_STORAGE_POOL_BUILD_NO_OVERWRITE', 4) if kind in DEVICE_TYPES else 0
         description = 'build storage pool %s' % name
         if flags:
             description += ' (never overwriting an existing file system or volume group)'
-        try:
-            changes.act(description, pool.build if pool is not None else None, flags)
-        except Exception as exc:
-            if libvirt is None or not isinstance(exc, libvirt.libvirtError):
-                raise
-            if exc.get_error_code() == flag('VIR_ERR_STORAGE_POOL_BUILT', -1):
-                # Already built (a disk or volume group that held this pool before): use it as it is.
-                warnings.append('storage pool %r: not built, using what is there: %s' % (name, error_text(exc)))
-                return
-            raise FvError('storage pool %r: build: %s' % (name, error_text(exc)))
 
-    def _side(self, plan: Plan, doc: Optional[Document], active: bool, autostart: bool) -> Dict[str, Any]:
-        """One side of the diff: the declared options as ``doc`` has them, and the state."""
-        if doc is None:
-            return {'state': 'absent'}
-        side: Dict[str, Any] = view(POOL_OPTIONS, doc, list(plan.desired))
-        side['state'] = 'active' if active else 'inactive'
-        if plan.params.get('autostart') is not None:
-            side['autostart'] = autostart
-        return side
+        def run() -> Optional[Note]:
+            try:
+                handle.obj.build(flags)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == flag('VIR_ERR_STORAGE_POOL_BUILT', -1):
+                    # Already built (a disk or volume group that held this pool before): used as it is.
+                    return Note('storage pool %r: not built, using what is there: %s' % (name, error_text(exc)))
+                raise FvError('storage pool %r: build: %s' % (name, error_text(exc)))
+            return None
+        if kind == 'dir':
+            return [Action(description, run, lambda: handle.obj.delete(0),
+                           'remove the empty directory of storage pool %s' % name)]
+        return [Action(description, run)]
 
-    def _remove(self, plan: Plan, changes: Changes) -> Dict[str, Any]:
-        pool, name = plan.obj, plan.name
-        absent = {'state': 'absent'}
-        if pool is None:
-            return {'changed': False, 'actions': [], 'pool': {}, 'warnings': [],
-                    'diff': {'before': absent, 'after': absent}}
-        before = {'state': 'active' if plan.active else 'inactive'}
-        active = plan.active
-        if plan.params.get('delete_contents'):
-            if not active:
-                # Volumes are only known to a running pool.
-                self._act(changes, 'start storage pool %s to delete its volumes' % name, name, 'start',
-                          pool.create, 0)
-                active = True
-            volumes = [] if self.check_mode and not plan.active else self._volumes(pool, name)
-            for vol_name, vol in volumes:
-                self._act(changes, 'delete volume %s/%s' % (name, vol_name), name, 'delete volume %s' % vol_name,
-                          vol.delete, 0)
-            if self.check_mode and not plan.active:
-                changes.act('delete every volume of storage pool %s' % name)
-        if active:
-            self._act(changes, 'stop storage pool %s' % name, name, 'stop', pool.destroy)
-        if plan.params.get('delete_contents'):
-            self._act(changes, 'delete storage pool %s (its directory, file system or volume group)' % name,
-                      name, 'delete', pool.delete, 0)
-        if plan.persistent:
-            self._act(changes, 'undefine storage pool %s' % name, name, 'undefine', pool.undefine)
-        return {'changed': changes.changed, 'actions': changes.actions, 'pool': {},
-                'diff': {'before': before, 'after': absent}, 'warnings': []}
+    def removal(self, handle: Handle, params: Mapping[str, Any],
+                actual: Actual) -> Tuple[List[Action], List[Action], bool]:
+        if not params.get('delete_contents'):
+            return [], [], False
+        name = params['name']
+        first: List[Action] = []
+        started = not actual.runtime['active']
+        if started:
+            # Volumes are only known to a running pool.
+            first.append(Action('start storage pool %s to delete its volumes' % name, lambda: self.start(handle.obj)))
+        if actual.runtime['active']:
+            first += [self._delete_volume(handle, name, volume) for volume in actual.runtime['volumes']]
+        else:
+            first.append(Action('delete every volume of storage pool %s' % name, lambda: self._delete_all(handle, name)))
+        then = [Action('delete storage pool %s (its directory, file system or volume group)' % name,
+                       lambda: handle.obj.delete(0))]
+        return first, then, started
 
-    def _volumes(self, pool: Any, name: str) -> List[Any]:
-        with mapped('storage pool %r: list volumes' % name):
-            return sorted(((vol.name(), vol) for vol in pool.listAllVolumes(0)), key=lambda item: item[0])
+    def _delete_volume(self, handle: Handle, pool: str, volume: str) -> Action:
+        def run() -> None:
+            with mapped('storage pool %r: delete volume %s' % (pool, volume)):
+                handle.obj.storageVolLookupByName(volume).delete(0)
+        return Action('delete volume %s/%s' % (pool, volume), run)
+
+    def _delete_all(self, handle: Handle, pool: str) -> None:
+        for volume in sorted(handle.obj.listVolumes()):
+            self._delete_volume(handle, pool, volume).run()

@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Storage volumes: create with a size, import from a local image or URL, back onto an image,
-grow (never shrink) and delete. Serves the ``volume`` module and the disks of ``vm``/``vms``."""
+"""Storage volumes: create with a size, import from a local image, a URL or content made at run
+time (a cloud-init seed), back onto an image, grow (never shrink) and delete. Serves the ``volume``
+module and the disks of ``vm``/``vms``. A volume that a domain uses is never deleted."""
 
 from __future__ import annotations
 
@@ -11,15 +12,17 @@ import os
 import shutil
 import struct
 import tempfile
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.common import (
-    Changes, FvError, drop_none, to_bytes,
-)
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import (
-    lookup_pool, lookup_volume, mapped, upload_file,
-)
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.options import Option
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.plan import ABSENT, Action, Actual, Handle, Note, Plan
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.runner import Resource
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.values import to_bytes
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document, element, sub
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import (
+    CONNECTION_ARGSPEC, flag, lookup_pool, lookup_volume, mapped, upload_file,
+)
 
 FORMATS = ('qcow2', 'raw', 'iso')
 QCOW2_MAGIC = b'QFI\xfb'
@@ -35,7 +38,13 @@ VOLUME_ARGSPEC = dict(
     checksum=dict(type='str'),
     backing=dict(type='bool', default=False),
     url_timeout=dict(type='int', default=600),
+    **CONNECTION_ARGSPEC,
 )
+# What the volume's table compares after a run: what it was asked to be.
+VOLUME_OPTIONS: List[Option] = [Option('format', read=lambda doc: doc.attr('target/format', 'type'))]
+SHOWN = ('state', 'format', 'capacity', 'backing')
+# Content made at run time: writes the image into the given path (a cloud-init seed).
+Maker = Callable[[str], None]
 
 
 def image_info(path: str) -> Tuple[str, int]:
@@ -64,27 +73,51 @@ def verify_checksum(path: str, checksum: Optional[str]) -> None:
                       % (path, checksum, algo.lower(), digest.hexdigest()))
 
 
-def volume_view(vol: Any, pool_name: str) -> Dict[str, Any]:
-    doc = Document(vol.XMLDesc(0))
-    _type, capacity, allocation = vol.info()
-    return {
-        'name': vol.name(), 'pool': pool_name, 'path': vol.path(),
-        'format': doc.attr('target/format', 'type'),
-        'capacity': capacity, 'allocation': allocation,
-        'backing': doc.text('backingStore/path'),
-    }
+def volume_xml(name: str, capacity: int, fmt: str, backing: Optional[Tuple[str, str]] = None) -> str:
+    vol = element('volume')
+    sub(vol, 'name', name)
+    sub(vol, 'capacity', str(capacity), unit='bytes')
+    sub(sub(vol, 'target'), 'format', type=fmt)
+    if backing:
+        store = sub(vol, 'backingStore')
+        sub(store, 'path', backing[0])
+        sub(store, 'format', type=backing[1])
+    doc = Document('<volume/>')
+    doc.root = vol
+    return doc.tostring()
 
 
-class Volumes:
-    """Volume lookups and changes over one connection; each pool is looked up once."""
+def download(url: str, dest: str, timeout: int, what: str) -> str:
+    from ansible.module_utils.urls import open_url  # imported late: only URL imports need it
+    try:
+        response = open_url(url, timeout=timeout)
+        with open(dest, 'wb') as handle:
+            shutil.copyfileobj(response, handle, 1 << 20)
+    except Exception as exc:
+        raise FvError('%s: cannot download %s: %s' % (what, url, exc))
+    return dest
 
-    def __init__(self, conn: Any, changes: Changes) -> None:
+
+class Volume(Resource):
+    """Volumes over one connection; each pool is looked up once, domains' disks read once."""
+    noun = 'volume'
+    table = VOLUME_OPTIONS
+
+    def __init__(self, conn: Any, check_mode: bool = False) -> None:
+        super().__init__(check_mode)
         self.conn = conn
-        self.changes = changes
         self._pools: Dict[str, Any] = {}
         self._refreshed: set = set()
+        self._users: Optional[Dict[Tuple[str, ...], List[str]]] = None
+
+    def key(self, params: Mapping[str, Any]) -> Tuple[str, str]:
+        return params['pool'], params['name']
+
+    def what(self, key: Tuple[str, str]) -> str:
+        return 'volume %s/%s' % key
 
     def pool(self, name: str) -> Any:
+        """An active pool, or an error naming it."""
         if name not in self._pools:
             pool = lookup_pool(self.conn, name)
             if pool is None:
@@ -105,150 +138,195 @@ class Volumes:
             vol = lookup_volume(pool, name)
         return vol
 
-    def ensure(self, pool: str, name: str, state: str = 'present', size: Any = None,
-               format: Optional[str] = None, source: Optional[str] = None, url: Optional[str] = None,
-               checksum: Optional[str] = None, backing: bool = False, replace: bool = False,
-               url_timeout: int = 600, **_ignored: Any) -> Dict[str, Any]:
-        """Converge one volume; returns {changed, volume, diff, warnings}."""
-        what = 'volume %s/%s' % (pool, name)
-        size_bytes = to_bytes(size, '%s: size' % what) if size is not None else None
+    def read(self, keys: Sequence[Any]) -> Dict[Any, Optional[Actual]]:
+        result: Dict[Any, Optional[Actual]] = {}
+        for key in keys:
+            try:
+                vol = self.lookup(*key)
+            except FvError:
+                vol = None  # a missing pool: plan() names it
+            if vol is None:
+                result[key] = None
+                continue
+            with mapped(self.what(key)):
+                doc = Document(vol.XMLDesc(0))
+                _type, capacity, allocation = vol.info()
+                runtime = {'path': vol.path(), 'capacity': capacity, 'allocation': allocation,
+                           'backing': doc.text('backingStore/path')}
+            result[key] = Actual(vol, doc, {'format': doc.attr('target/format', 'type')}, runtime)
+        return result
+
+    def view(self, key: Any, actual: Optional[Actual]) -> Dict[str, Any]:
+        if actual is None:
+            return dict(ABSENT)
+        result = {'name': key[1], 'pool': key[0], 'state': 'present'}
+        result.update(actual.values)
+        result.update(actual.runtime)
+        return result
+
+    def result(self, plan: Plan, view: Mapping[str, Any], notes: Sequence[Note]) -> Dict[str, Any]:
+        return {'volume': {} if view.get('state') == 'absent' else dict(view)}
+
+    # ---- who uses a volume ---------------------------------------------------------------------
+    def users(self, key: Tuple[str, str], path: Optional[str], besides: Sequence[str] = ()) -> List[str]:
+        """The domains (other than ``besides``) whose disks are this volume."""
+        if self._users is None:
+            self._users = {}
+            with mapped('listing domains'):
+                for dom in self.conn.listAllDomains(0):
+                    doc = Document(dom.XMLDesc(flag('VIR_DOMAIN_XML_INACTIVE')))
+                    for disk in doc.findall('devices/disk/source'):
+                        idents = [('path', disk.get('file') or disk.get('dev'))]
+                        if disk.get('pool') and disk.get('volume'):
+                            idents.append(('vol', disk.get('pool'), disk.get('volume')))
+                        for ident in idents:
+                            if ident[-1]:
+                                self._users.setdefault(ident, []).append(dom.name())
+        found = self._users.get(('vol',) + tuple(key), []) + (self._users.get(('path', path), []) if path else [])
+        return sorted(set(found) - set(besides))
+
+    # ---- planning -------------------------------------------------------------------------------
+    def plan(self, params: Mapping[str, Any], actual: Optional[Actual], maker: Optional[Maker] = None,
+             replace: bool = False, besides: Sequence[str] = ()) -> Plan:
+        """``maker`` writes the content at run time (instead of ``source``); ``replace`` recreates
+        an existing volume with it; ``besides`` are domains whose use of the volume does not count
+        (the VM being removed)."""
+        key = self.key(params)
+        what = self.what(key)
+        try:
+            self.pool(key[0])
+        except FvError as exc:
+            raise FvError('%s: %s' % (what, exc))
+        handle = Handle(actual.obj if actual is not None else None)
+        before = self.view(key, actual)
+        warnings: List[str] = []
+        if params.get('state') == 'absent':
+            if actual is None:
+                return Plan(self, key, what, before, dict(ABSENT), SHOWN)
+            users = self.users(key, actual.runtime['path'], besides)
+            if users:
+                raise FvError('%s is used by %s: not deleted' % (what, ', '.join(users)))
+            return Plan(self, key, what, before, dict(ABSENT), SHOWN,
+                        actions=(self._delete(handle, key),), runtime={})
+        size = to_bytes(params['size'], '%s: size' % what) if params.get('size') is not None else None
+        source, url, fmt = params.get('source'), params.get('url'), params.get('format')
         if source and url:
             raise FvError('%s: give source or url, not both' % what)
-        if backing and not source:
+        if params.get('backing') and not source:
             raise FvError('%s: backing needs source (the image on the hypervisor to back onto)' % what)
-        start = len(self.changes.actions)
-        warnings = []
-        vol = self.lookup(pool, name)
-        before = volume_view(vol, pool) if vol is not None else None
-        after: Optional[Dict[str, Any]] = dict(before) if before else None
+        if actual is not None and not replace:
+            return self._plan_existing(key, what, handle, actual, size, fmt, warnings)
+        actions: List[Action] = []
+        if actual is not None:
+            users = self.users(key, actual.runtime['path'], besides)
+            if users:
+                raise FvError('%s is used by %s: not replaced' % (what, ', '.join(users)))
+            actions.append(self._delete(handle, key, ' (replaced)'))
+        create, planned = self._plan_create(key, what, handle, params, size, fmt, maker)
+        actions += create
+        after = dict(before if actual is not None else {}, name=key[1], pool=key[0], state='present', **planned)
+        desired = {'format': planned['format']} if planned.get('format') else {}
+        return Plan(self, key, what, before, after, SHOWN, desired=desired, actions=tuple(actions),
+                    warnings=tuple(warnings))
 
-        if state == 'absent':
-            if vol is not None:
-                with mapped('%s: delete' % what):
-                    self.changes.act('delete %s' % what, vol.delete, 0)
-                after = None
-        elif vol is None or replace:
-            if vol is not None:
-                with mapped('%s: delete for replacement' % what):
-                    self.changes.act('delete %s (replaced)' % what, vol.delete, 0)
-            after = self._create(pool, name, what, size_bytes, format, source, url, checksum, backing, url_timeout)
-        else:
-            if format and before and before['format'] not in (None, format):
-                raise FvError('%s exists with format %s, declared %s: volumes are not converted'
-                              % (what, before['format'], format))
-            if size_bytes is not None and after is not None:
-                if size_bytes > after['capacity']:
-                    with mapped('%s: resize' % what):
-                        self.changes.act('grow %s to %d bytes' % (what, size_bytes), vol.resize, size_bytes, 0)
-                    after['capacity'] = size_bytes
-                elif size_bytes < after['capacity']:
-                    warnings.append('%s is larger (%d bytes) than declared (%d bytes): volumes never shrink'
-                                    % (what, after['capacity'], size_bytes))
-        changed = len(self.changes.actions) > start
-        if changed and after is not None and vol is not None and not self.changes.check_mode:
-            refreshed = lookup_volume(self.pool(pool), name)
-            after = volume_view(refreshed, pool) if refreshed is not None else after
-        return {
-            'changed': changed, 'volume': after, 'warnings': warnings,
-            'diff': {'before': _diff_view(before), 'after': _diff_view(after)},
-        }
+    def _plan_existing(self, key: Tuple[str, str], what: str, handle: Handle, actual: Actual, size: Optional[int],
+                       fmt: Optional[str], warnings: List[str]) -> Plan:
+        have = actual.values['format']
+        if fmt and have not in (None, fmt):
+            raise FvError('%s exists with format %s, declared %s: volumes are not converted' % (what, have, fmt))
+        capacity = actual.runtime['capacity']
+        actions = []
+        after = self.view(key, actual)
+        if size is not None and size > capacity:
+            def grow() -> None:
+                with mapped('%s: resize' % what):
+                    handle.obj.resize(size, 0)
+            actions.append(Action('grow %s to %d bytes' % (what, size), grow))
+            after['capacity'] = size
+        elif size is not None and size < capacity:
+            warnings.append('%s is larger (%d bytes) than declared (%d bytes): volumes never shrink'
+                            % (what, capacity, size))
+        return Plan(self, key, what, self.view(key, actual), after, SHOWN, actions=tuple(actions),
+                    warnings=tuple(warnings))
 
-    def _create(self, pool: str, name: str, what: str, size_bytes: Optional[int], format: Optional[str],
-                source: Optional[str], url: Optional[str], checksum: Optional[str], backing: bool,
-                url_timeout: int) -> Dict[str, Any]:
-        cleanup = None
-        try:
-            if url and self.changes.check_mode:
-                self.changes.act('download %s into %s' % (url, what))
-                return {'name': name, 'pool': pool, 'format': format, 'capacity': size_bytes, 'path': None}
-            if url:
-                cleanup = tempfile.mkdtemp(prefix='firmvisor-volume-')
-                source = _download(url, os.path.join(cleanup, 'image'), url_timeout, what)
-            if source and not backing:
-                if not os.path.isfile(source):
-                    raise FvError('%s: source %s is not a file' % (what, source))
-                verify_checksum(source, checksum)
-                src_format, virtual = image_info(source)
-                vol_format = format or src_format
-                if vol_format != src_format and not (vol_format == 'iso' and src_format == 'raw'):
-                    raise FvError('%s: source %s is %s, declared format %s' % (what, source, src_format, vol_format))
-                capacity = os.path.getsize(source) if vol_format != 'qcow2' else virtual
-                xml = _volume_xml(name, capacity, vol_format)
-                vol = self._create_xml(pool, xml, what, 'import %s into %s' % (url or source, what))
-                if vol is not None:
+    def _plan_create(self, key: Tuple[str, str], what: str, handle: Handle, params: Mapping[str, Any],
+                     size: Optional[int], fmt: Optional[str], maker: Optional[Maker]) -> Tuple[List[Action], Dict[str, Any]]:
+        source, url = params.get('source'), params.get('url')
+        if maker is not None or url:
+            description = ('download %s into %s' % (url, what)) if url else 'write %s' % what
+            return [self._import(handle, key, what, description, source=None, url=url, maker=maker, fmt=fmt,
+                                 checksum=params.get('checksum'), size=size,
+                                 url_timeout=params.get('url_timeout') or 600)], \
+                {'format': fmt, 'capacity': size}
+        if source and params.get('backing'):
+            # The backing image is a path on the hypervisor; its size is read there by libvirt.
+            exists = os.path.exists(source)
+            back_format = image_info(source)[0] if exists else 'qcow2'
+            capacity = size or (image_info(source)[1] if exists else None)
+            if capacity is None:
+                raise FvError('%s: size is required to back onto %s' % (what, source))
+            xml = volume_xml(key[1], capacity, 'qcow2', backing=(source, back_format))
+            return [self._create(handle, key, what, xml, 'create %s backed by %s' % (what, source))], \
+                {'format': 'qcow2', 'capacity': capacity, 'backing': source}
+        if source:
+            if not os.path.isfile(source):
+                raise FvError('%s: source %s is not a file' % (what, source))
+            verify_checksum(source, params.get('checksum'))
+            src_format, virtual = image_info(source)
+            vol_format = fmt or src_format
+            if vol_format != src_format and not (vol_format == 'iso' and src_format == 'raw'):
+                raise FvError('%s: source %s is %s, declared format %s' % (what, source, src_format, vol_format))
+            return [self._import(handle, key, what, 'import %s into %s' % (source, what), source=source, fmt=vol_format,
+                                 size=size)], \
+                {'format': vol_format, 'capacity': max(size or 0, virtual if vol_format == 'qcow2' else os.path.getsize(source))}
+        if size is None:
+            raise FvError('%s does not exist: give size (to create it), source or url' % what)
+        vol_format = fmt or 'qcow2'
+        return [self._create(handle, key, what, volume_xml(key[1], size, vol_format),
+                             'create %s (%d bytes, %s)' % (what, size, vol_format))], \
+            {'format': vol_format, 'capacity': size}
+
+    # ---- actions --------------------------------------------------------------------------------
+    def _create(self, handle: Handle, key: Tuple[str, str], what: str, xml: str, description: str) -> Action:
+        def run() -> None:
+            with mapped('%s: create' % what):
+                handle.obj = self.pool(key[0]).createXML(xml, 0)
+        return Action(description, run, lambda: handle.obj.delete(0), 'delete %s' % what)
+
+    def _delete(self, handle: Handle, key: Tuple[str, str], note: str = '') -> Action:
+        def run() -> None:
+            with mapped('%s: delete' % self.what(key)):
+                handle.obj.delete(0)
+        return Action('delete %s%s' % (self.what(key), note), run)
+
+    def _import(self, handle: Handle, key: Tuple[str, str], what: str, description: str, source: Optional[str],
+                fmt: Optional[str], size: Optional[int], url: Optional[str] = None, maker: Optional[Maker] = None,
+                checksum: Optional[str] = None, url_timeout: int = 600) -> Action:
+        """Create the volume from a local file (made or downloaded now, if need be) and upload it."""
+        def run() -> None:
+            scratch = tempfile.mkdtemp(prefix='firmvisor-volume-')
+            try:
+                path = source
+                if url:
+                    path = download(url, os.path.join(scratch, 'image'), url_timeout, what)
+                    verify_checksum(path, checksum)
+                elif maker is not None:
+                    path = os.path.join(scratch, 'image')
+                    maker(path)
+                src_format, virtual = image_info(path)
+                vol_format = fmt or src_format
+                capacity = os.path.getsize(path) if vol_format != 'qcow2' else virtual
+                with mapped('%s: create' % what):
+                    handle.obj = self.pool(key[0]).createXML(volume_xml(key[1], capacity, vol_format), 0)
+                try:
                     with mapped('%s: upload' % what):
-                        upload_file(self.conn, vol, source)
-                if size_bytes and size_bytes > virtual:
-                    if vol is not None:
+                        upload_file(self.conn, handle.obj, path)
+                    if size and size > virtual:
                         with mapped('%s: resize' % what):
-                            self.changes.act('grow %s to %d bytes' % (what, size_bytes), vol.resize, size_bytes, 0)
-                    capacity = size_bytes
-                return {'name': name, 'pool': pool, 'format': vol_format, 'capacity': capacity, 'path': None}
-            if backing:
-                # The backing image is a path on the hypervisor; its size is read there by libvirt.
-                back_format = format_of_path(source) if os.path.exists(source) else 'qcow2'
-                capacity = size_bytes or (image_info(source)[1] if os.path.exists(source) else None)
-                if capacity is None:
-                    raise FvError('%s: size is required to back onto %s' % (what, source))
-                xml = _volume_xml(name, capacity, 'qcow2', backing=(source, back_format))
-                self._create_xml(pool, xml, what, 'create %s backed by %s' % (what, source))
-                return {'name': name, 'pool': pool, 'format': 'qcow2', 'capacity': capacity, 'backing': source}
-            if size_bytes is None:
-                raise FvError('%s does not exist: give size (to create it), source or url' % what)
-            vol_format = format or 'qcow2'
-            self._create_xml(pool, _volume_xml(name, size_bytes, vol_format), what,
-                             'create %s (%d bytes, %s)' % (what, size_bytes, vol_format))
-            return {'name': name, 'pool': pool, 'format': vol_format, 'capacity': size_bytes, 'path': None}
-        finally:
-            if cleanup:
-                shutil.rmtree(cleanup, ignore_errors=True)
-
-    def _create_xml(self, pool: str, xml: str, what: str, description: str) -> Optional[Any]:
-        storage_pool = self.pool(pool)
-        with mapped('%s: create' % what):
-            return self.changes.act(description, storage_pool.createXML, xml, 0)
-
-
-def format_of_path(path: str) -> str:
-    return image_info(path)[0]
-
-
-def _volume_xml(name: str, capacity: int, fmt: str, backing: Optional[Tuple[str, str]] = None) -> str:
-    vol = element('volume')
-    sub(vol, 'name', name)
-    sub(vol, 'capacity', str(capacity), unit='bytes')
-    target = sub(vol, 'target')
-    sub(target, 'format', type=fmt)
-    if backing:
-        store = sub(vol, 'backingStore')
-        sub(store, 'path', backing[0])
-        sub(store, 'format', type=backing[1])
-    doc = Document('<volume/>')
-    doc.root = vol
-    return doc.tostring()
-
-
-def _download(url: str, dest: str, timeout: int, what: str) -> str:
-    from ansible.module_utils.urls import open_url  # imported late: only URL imports need it
-    try:
-        response = open_url(url, timeout=timeout)
-        with open(dest, 'wb') as handle:
-            shutil.copyfileobj(response, handle, 1 << 20)
-    except Exception as exc:
-        raise FvError('%s: cannot download %s: %s' % (what, url, exc))
-    return dest
-
-
-def _diff_view(view: Optional[Dict[str, Any]]) -> Dict[str, Any]:
-    if not view:
-        return {'state': 'absent'}
-    return drop_none({'state': 'present', 'format': view.get('format'), 'capacity': view.get('capacity'),
-                      'backing': view.get('backing')})
-
-
-def ensure_volume(conn: Any, changes: Changes, params: Dict[str, Any]) -> Dict[str, Any]:
-    """The volume module's whole job."""
-    result = Volumes(conn, changes).ensure(**params)
-    result['volume'] = result['volume'] or {}
-    result['actions'] = changes.actions
-    return result
+                            handle.obj.resize(size, 0)
+                except Exception:
+                    handle.obj.delete(0)  # not half written: the volume goes with its failed upload
+                    raise
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        return Action(description, run, lambda: handle.obj.delete(0), 'delete %s' % what)

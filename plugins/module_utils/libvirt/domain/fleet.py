@@ -1,19 +1,21 @@
 # -*- coding: utf-8 -*-
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Many domains in one task: one connection, one domain listing, every spec validated first."""
+"""Many domains in one task (``vms``): one connection, domains read in bulk, every spec planned before
+any is changed."""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import CONNECTION_ARGSPEC, flag, mapped
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain import OWNER, VM_ARGSPEC, VmService
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.runner import execute, plan_all
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import CONNECTION_ARGSPEC, mapped
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.options import OWNER, VM_ARGSPEC
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.resource import Vm
 
 # A VM spec inside `vms`/`defaults`: the vm module's options less the connection.
 VM_ITEM_ARGSPEC = {k: v for k, v in VM_ARGSPEC.items() if k not in CONNECTION_ARGSPEC}
@@ -63,51 +65,35 @@ def merged_specs(items: List[Dict[str, Any]], defaults: Dict[str, Any],
     return specs
 
 
-def bulk_facts(conn: Any) -> Dict[str, Tuple[int, bool]]:
-    """(state, autostart) of every domain in two calls, instead of two per domain."""
-    try:
-        states = {dom.name(): stats['state.state']
-                  for dom, stats in conn.getAllDomainStats(flag('VIR_DOMAIN_STATS_STATE'), 0)}
-        autostarted = {dom.name() for dom in conn.listAllDomains(flag('VIR_CONNECT_LIST_DOMAINS_AUTOSTART'))}
-    except Exception:  # a driver without bulk stats: the service reads each domain itself
-        return {}
-    return {name: (state, name in autostarted) for name, state in states.items()}
-
-
 def reconcile(conn: Any, check_mode: bool, items: List[Dict[str, Any]], defaults: Dict[str, Any],
               exclusive: bool, scope: Optional[str] = None) -> Dict[str, Any]:
+    """The vms module's whole job: every spec planned (and every bad one named) before any change;
+    with ``exclusive``, owned domains of the scope that are not declared are removed."""
     started = time.monotonic()
     specs = merged_specs(items, defaults, scope)
-    service = VmService(conn, check_mode)
-    with mapped('listing domains'):
-        domains = {dom.name(): dom for dom in conn.listAllDomains(0)}
-        facts = bulk_facts(conn)
-    # Plan everything before changing anything: a bad spec fails the task with the host untouched.
-    plans = [service.prepare(spec, domains.get(spec['name']), known=True, facts=facts.get(spec['name']))
-             for spec in specs]
+    resource = Vm(conn, check_mode)
+    plans = plan_all(resource, specs)
     if exclusive:
         declared = {spec['name'] for spec in specs}
-        for name in sorted(set(domains) - declared):
-            with mapped('domain %r' % name):
-                doc = Document(domains[name].XMLDesc(flag('VIR_DOMAIN_XML_INACTIVE')))
-            if doc.owner() == OWNER and (scope is None or doc.get_meta('scope') == scope):
-                removal = dict(VM_ITEM_DEFAULTS, name=name, state='absent', remove_volumes=False)
-                plans.append(service.prepare(removal, domains[name], known=True))
-    results, before, after, warnings = [], {}, {}, []
-    for plan in plans:
-        result = service.converge(plan)
-        warnings.extend('%s: %s' % (plan.name, w) for w in result.pop('warnings'))
+        with mapped('listing domains'):
+            others = sorted(dom.name() for dom in conn.listAllDomains(0) if dom.name() not in declared)
+        for name, actual in resource.read(others).items():
+            if actual is not None and actual.doc.owner() == OWNER and (scope is None or actual.doc.get_meta('scope') == scope):
+                plans.append(resource.plan(dict(VM_ITEM_DEFAULTS, name=name, state='absent', remove_volumes=False), actual))
+    results = execute(plans, check_mode)
+    before, after, warnings, vms = {}, {}, [], []
+    for plan, result in zip(plans, results):
+        warnings.extend('%s: %s' % (plan.key, w) for w in result.pop('warnings'))
         diff = result.pop('diff')
         if result['changed']:
-            before[plan.name], after[plan.name] = diff['before'], diff['after']
-        results.append(dict(result, name=plan.name))
+            before[plan.key], after[plan.key] = diff['before'], diff['after']
+        vms.append(dict(result, name=plan.key))
     return {
-        'changed': any(r['changed'] for r in results),
-        'vms': results,
-        'removed': [p.name for p, r in zip(plans, results) if r['changed'] and p.params['state'] == 'absent'],
-        'reboot_required': sorted(r['name'] for r in results if r['reboot_required']),
+        'changed': any(r['changed'] for r in vms),
+        'vms': vms,
+        'removed': [p.key for p, r in zip(plans, vms) if r['changed'] and p.after.get('state') == 'absent'],
+        'reboot_required': sorted(r['name'] for r in vms if r['reboot_required']),
         'diff': {'before': before, 'after': after},
         'warnings': warnings,
         'elapsed': round(time.monotonic() - started, 3),
     }
-

@@ -1,16 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Small shared pieces: errors, sizes, stable MACs, waits and the record of planned changes."""
+"""Values users write in specs: sizes with units, MAC addresses."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, Optional
 
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError, FvTimeout  # noqa: F401
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
 
 MIB = 1024 * 1024
 _UNITS = {
@@ -21,6 +20,7 @@ _UNITS = {
     't': 1024 ** 4, 'tib': 1024 ** 4, 'tb': 1000 ** 4,
 }
 _SIZE = re.compile(r'^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$')
+_MAC = re.compile(r'^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$')
 
 
 def to_bytes(value: Any, what: str = 'size') -> int:
@@ -59,42 +59,15 @@ def stable_mac(*parts: str) -> str:
 
 
 def normalize_mac(mac: Optional[str]) -> Optional[str]:
+    """A MAC in libvirt's form (lower case, colons); multicast addresses are refused, as libvirt does."""
     if mac is None:
         return None
-    if not re.match(r'^([0-9a-fA-F]{2}[:-]){5}[0-9a-fA-F]{2}$', mac):
+    if not _MAC.match(mac):
         raise FvError('invalid MAC address %r' % mac)
-    return mac.lower().replace('-', ':')
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.25) -> None:
-    """Poll ``predicate`` until it is true; raise FvTimeout naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise FvTimeout('timed out after %ss waiting for %s' % (timeout, what))
-        time.sleep(interval)
-
-
-class Changes:
-    """What a run changes (or would change, in check mode): actions done in one place.
-
-    ``act`` records the action and performs it unless in check mode, so no mutating call can
-    happen in check mode by construction.
-    """
-
-    def __init__(self, check_mode: bool) -> None:
-        self.check_mode = check_mode
-        self.actions: List[str] = []
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.actions)
-
-    def act(self, description: str, func: Optional[Callable[..., Any]] = None, *args: Any) -> Any:
-        self.actions.append(description)
-        if func is not None and not self.check_mode:
-            return func(*args)
-        return None
+    mac = mac.lower().replace('-', ':')
+    if int(mac[:2], 16) & 1:
+        raise FvError('MAC address %s is a multicast address; a NIC needs a unicast one' % mac)
+    return mac
 
 
 def drop_none(data: Dict[str, Any]) -> Dict[str, Any]:
