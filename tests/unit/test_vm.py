@@ -175,3 +175,45 @@ def test_qemu_args_round_trip():
     assert read_qemu_args(again) == args
     write_qemu_args(again, [])
     assert read_qemu_args(again) == [] and 'commandline' not in again.tostring()
+
+
+# ---- exact device lists -------------------------------------------------------------------------
+TWO = dict(BASIC, disks=[{'pool': 'vms', 'size': 16}, {'pool': 'vms', 'name': 'web1-data', 'size': 8}],
+           interfaces=[{'network': 'lab'}, {'network': 'lab', 'mac': '52:54:00:00:99:01'}])
+
+
+def test_a_device_left_out_of_the_list_is_detached_and_its_volume_kept(conn):
+    ensure(conn, **TWO)
+    result = ensure(conn, **BASIC)
+    assert result['changed'] and result['changes'] == {'disks': 'live', 'interfaces': 'live'}
+    assert [d['name'] for d in result['vm']['disks']] == ['web1-0']
+    assert [n['mac'] for n in result['vm']['interfaces']] == [n['mac'] for n in ensure(conn, **BASIC)['vm']['interfaces']]
+    assert len(result['vm']['interfaces']) == 1
+    assert 'web1-data' in conn.storagePoolLookupByName('vms').listVolumes()  # kept: remove_volumes is false
+    assert not ensure(conn, **BASIC)['changed']
+
+
+def test_remove_volumes_deletes_the_volume_of_a_detached_disk(conn):
+    ensure(conn, **TWO)
+    result = ensure(conn, remove_volumes=True, **BASIC)
+    assert 'delete volume vms/web1-data' in result['actions']
+    assert 'web1-data' not in conn.storagePoolLookupByName('vms').listVolumes()
+
+
+def test_reordering_a_list_is_no_change(conn):
+    # Identities: a disk's volume name, a NIC's MAC (unnamed ones default by position).
+    named = dict(BASIC, disks=[{'pool': 'vms', 'name': 'os', 'size': 16}, {'pool': 'vms', 'name': 'data', 'size': 8}],
+                 interfaces=[{'network': 'lab', 'mac': '52:54:00:00:99:01'}, {'network': 'lab', 'mac': '52:54:00:00:99:02'}])
+    ensure(conn, **named)
+    swapped = dict(named, disks=list(reversed(named['disks'])), interfaces=list(reversed(named['interfaces'])))
+    assert not ensure(conn, **swapped)['changed']
+
+
+def test_running_vm_devices_are_unplugged_live_or_wait_for_the_restart(conn):
+    ensure(conn, state='running', **TWO)
+    result = ensure(conn, state='running', **BASIC)
+    assert result['changed']
+    unplugs = [a for a in result['actions'] if a.startswith('hot-unplug')]
+    assert len(unplugs) == 2
+    # The test driver cannot unplug: the module says the devices go at the next restart.
+    assert result['reboot_required'] and any('next restart' in w for w in result['warnings'])

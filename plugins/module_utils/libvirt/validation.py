@@ -59,7 +59,7 @@ class Validation:
         define's would, made before anything changed."""
         try:
             _define(kind, doc.tostring())
-        except libvirt.libvirtError as exc:
+        except (libvirt.libvirtError, ValueError) as exc:  # ValueError: text libvirt cannot take (a NUL)
             raise FvError('%s: define: %s' % (what, error_text(exc)))
 
     def machine(self, arch: str, machine: Optional[str], virt_type: str, what: str) -> None:
