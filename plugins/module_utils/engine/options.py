@@ -32,6 +32,11 @@ def _same(desired: Any, actual: Any) -> bool:
     return bool(desired == actual)
 
 
+def set_or_empty(desired: Any, actual: Any) -> bool:
+    """For values where '' declares "not set" (the element or attribute goes away)."""
+    return (desired if desired != '' else None) == actual
+
+
 def _restart(_desired: Any, _actual: Any) -> str:
     return RESTART
 
@@ -83,6 +88,8 @@ def argspec(table: Sequence[Option], **extra: Dict[str, Any]) -> Dict[str, Any]:
 def text_option(name: str, path: str, type: str = 'str', convert: Callable[[str], Any] = str,
                 **kwargs: Any) -> Option:
     """An option stored as an element's text; an empty declared string removes the element."""
+    kwargs.setdefault('equal', set_or_empty)
+
     def read(doc: Document) -> Any:
         value = doc.text(path)
         return None if value is None else convert(value)

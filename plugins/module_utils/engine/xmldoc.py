@@ -15,7 +15,7 @@ import copy
 import functools
 import re
 import xml.etree.ElementTree as ET
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 # The namespace of this collection's ownership metadata inside <metadata>.
 FV_NS = 'urn:firmvisor:hypervisor:1'
@@ -159,34 +159,29 @@ class Document:
 
     # ---- output -------------------------------------------------------------------------------
     def tostring(self) -> str:
+        """The document as text, indented as libvirt writes it (elements only: libvirt's XML has
+        no mixed content, so indenting changes no value)."""
         for prefix, uri in self.namespaces.items():
             if prefix:
                 ET.register_namespace(prefix, uri)
+        ET.indent(self.root, space='  ')
         return ET.tostring(self.root, encoding='unicode')
 
     def __str__(self) -> str:
         return self.tostring()
 
 
-def _append(parent: ET.Element, child) -> ET.Element:
+def _append(parent: ET.Element, child: Union[str, ET.Element]) -> ET.Element:
     if isinstance(child, str):
         child = ET.Element(child)
-    children = list(parent)
-    if children:
-        # Keep libvirt's pretty printing: the new child takes the previous sibling's indent.
-        last = children[-1]
-        child.tail = last.tail
-        last.tail = parent.text if parent.text and parent.text.strip() == '' else last.tail
     parent.append(child)
     return child
 
 
 def _detach(parent: ET.Element, child: ET.Element) -> None:
-    children = list(parent)
-    index = children.index(child)
-    if index == len(children) - 1 and index > 0:
-        children[index - 1].tail = child.tail
     parent.remove(child)
+    if not len(parent) and parent.text is not None and not parent.text.strip():
+        parent.text = None  # an emptied element is written as <forward/>, not with a blank line
 
 
 def escape(text: str) -> str:

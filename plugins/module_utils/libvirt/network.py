@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.options import (
-    LIVE, Change, Option, argspec,
+    LIVE, Change, Option, argspec, set_or_empty,
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.plan import Action, Actual, Handle
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.values import drop_none, normalize_mac
@@ -333,6 +333,9 @@ def read_bridge(doc: Document) -> Optional[str]:
 
 def write_bridge(doc: Document, name: str) -> None:
     doc.set_attr('bridge', 'name', name or None)
+    bridge = doc.find('bridge')
+    if bridge is not None and not bridge.attrib:
+        doc.remove('bridge')
 
 
 def read_domain(doc: Document) -> Optional[str]:
@@ -344,10 +347,6 @@ def write_domain(doc: Document, name: str) -> None:
         doc.set_attr('domain', 'name', name)
     else:
         doc.remove('domain')
-
-
-def set_or_empty(desired: Any, actual: Any) -> bool:
-    return (desired or None) == actual
 
 
 def _live(_desired: Any, _actual: Any) -> str:

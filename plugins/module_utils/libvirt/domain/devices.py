@@ -256,18 +256,8 @@ def write_interfaces(doc: Document, interfaces: List[Device]) -> None:
 def insert_device(doc: Document, elem: ET.Element) -> None:
     """Insert a device after the last one of its kind (libvirt keeps devices grouped)."""
     devices = doc.ensure('devices')
-    children = list(devices)
-    same = [i for i, child in enumerate(children) if child.tag == elem.tag]
-    if not same:
-        doc.append('devices', elem)
-        return
-    position = same[-1] + 1
-    elem.tail = children[same[-1]].tail
-    if position < len(children):
-        children[same[-1]].tail = elem.tail
-    else:
-        elem.tail, children[same[-1]].tail = children[same[-1]].tail, devices.text
-    devices.insert(position, elem)
+    same = [i for i, child in enumerate(devices) if child.tag == elem.tag]
+    devices.insert(same[-1] + 1 if same else len(devices), elem)
 
 
 # ---- hot-plug -----------------------------------------------------------------------------------
