@@ -15,8 +15,8 @@ description:
   - Updates edit the domain's existing definition in place. Only declared options are compared
     and written; everything else in the definition (devices you added by hand, C(<metadata>),
     libvirt's own defaults) is kept, so a second run reports no change.
-  - Each change is classified as C(live) (applied to the running VM now, such as autostart and added disks
-    and interfaces, which are hot-plugged), C(next_boot) (kernel, initrd, cmdline, cloud-init
+  - Each change is classified as C(live) (applied to the running VM now, such as autostart and added or
+    removed disks and interfaces, which are hot-plugged and hot-unplugged), C(next_boot) (kernel, initrd, cmdline, cloud-init
     seed) or C(restart) (vcpus, memory, machine, firmware, changed devices). O(apply_changes)
     decides whether a running VM is restarted for C(restart) changes.
   - Every domain this module creates carries ownership metadata in C(<metadata>), which
@@ -88,8 +88,13 @@ options:
     description:
       - Disks, each a volume in a storage pool. A missing volume is created with O(disks[].size)
         or from O(disks[].source). An existing volume grows to O(disks[].size), never shrinks.
-      - Disks are matched with the domain's disks by pool and volume name. Disks of the domain that
-        are not listed are kept.
+      - The list is the whole list. Disks are matched with the domain's disks by pool and volume name
+        (so the order of the list does not matter); a disk of the domain that is not listed is
+        detached (hot-unplugged from a running domain where the guest lets go of it, otherwise at its
+        next restart). Its volume is kept unless O(remove_volumes=true).
+      - The cloud-init seed's cdrom belongs to O(cloud_init), not to this list.
+      - Every pool must exist and be active, and every volume must exist or be creatable, before
+        anything changes.
     type: list
     elements: dict
     suboptions:
@@ -130,7 +135,10 @@ options:
     description:
       - Network interfaces, matched by MAC address. An interface without O(interfaces[].mac) gets a
         stable MAC derived from the VM name and its index, so it keeps it when recreated.
-      - Interfaces of the domain that are not listed are kept.
+      - The list is the whole list. An interface of the domain that is not listed is detached
+        (hot-unplugged from a running domain where the guest lets go of it).
+      - Every network must exist (and be active for O(state=running) or O(state=paused)) and every
+        bridge must exist on the host, before anything changes.
     type: list
     elements: dict
     suboptions:
@@ -182,7 +190,10 @@ options:
         description: Pool of the seed volume. Defaults to the first disk's pool.
         type: str
   remove_volumes:
-    description: With O(state=absent), also delete the volumes of the domain's disks (and its seed).
+    description:
+      - With O(state=absent), also delete the volumes of the domain's disks (and its seed).
+      - Otherwise, delete the volumes of disks that O(disks) no longer lists.
+      - A volume that another domain uses is never deleted (the result warns).
     type: bool
     default: false
   apply_changes:
