@@ -38,8 +38,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 COLLECTION = ('firmvisor', 'hypervisor')
 GET_PIP = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'get_pip.py')
 
-# Paths under ansible-test's output directory in the mirror: its own results, kept between runs.
+# Paths in the mirror that belong to ansible-test's runs, not to the checkout: its results, and the
+# bytecode its ansible-doc run writes next to the doc fragments. Kept between runs.
 KEEP_IN_MIRROR = ('tests/output',)
+KEEP_NAMES = ('__pycache__',)
 
 # Linux refuses a shebang longer than 127 bytes; ansible-test's venvs sit at
 # ~/.ansible/test/venv/<label>/<python>/<hash>/bin/<script>. The longest label today is
@@ -98,7 +100,7 @@ def _same(source: str, target: str) -> bool:
 
 
 def _kept(path: str, keep: t.Sequence[str]) -> bool:
-    return any(path == k or path.startswith(k + '/') for k in keep)
+    return any(path == k or path.startswith(k + '/') for k in keep) or any(n in path.split('/') for n in KEEP_NAMES)
 
 
 def mirror(root: str, files: t.Sequence[str], dest: str, keep: t.Sequence[str] = KEEP_IN_MIRROR) -> MirrorResult:

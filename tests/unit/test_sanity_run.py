@@ -72,6 +72,7 @@ def test_mirror_copies_changes_removes_leftovers_and_keeps_output(tmp_path):
     assert os.readlink(str(dest / 'link.py')) == 'a.py'
 
     write(str(dest / 'tests/output/junit/result.xml'))  # ansible-test's own results
+    write(str(dest / 'plugins/doc_fragments/__pycache__/a.pyc'))  # and bytecode of its runs
     write(str(dest / 'old/stale.py'))  # a file the developer deleted since the last run
     write(str(root / 'a.py'), 'two, longer\n')
     again = run.mirror(str(root), ['a.py', 'link.py', 'tools/run.sh'], str(dest))
@@ -79,6 +80,7 @@ def test_mirror_copies_changes_removes_leftovers_and_keeps_output(tmp_path):
     assert (dest / 'a.py').read_text() == 'two, longer\n'
     assert not (dest / 'old').exists()  # emptied folders go too
     assert (dest / 'tests/output/junit/result.xml').exists()
+    assert (dest / 'plugins/doc_fragments/__pycache__/a.pyc').exists()
 
     os.chmod(str(root / 'tools/run.sh'), 0o644)  # a mode change alone is a change
     assert run.mirror(str(root), ['a.py', 'link.py', 'tools/run.sh'], str(dest)).copied == ['tools/run.sh']
