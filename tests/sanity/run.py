@@ -272,10 +272,15 @@ def ansible_test_facts() -> tuple[tuple[str, ...], set[str]]:
     # pylint: disable=import-outside-toplevel
     import types
 
-    from ansible_test._internal.constants import SUPPORTED_PYTHON_VERSIONS
-    from ansible_test._internal.python_requirements import get_venv_packages
+    # ansible-test's internals (stable across 2.1x); a release that moves them fails here by name.
+    try:
+        from ansible_test._internal.constants import SUPPORTED_PYTHON_VERSIONS
+        from ansible_test._internal.python_requirements import get_venv_packages
 
-    pips = {get_venv_packages(types.SimpleNamespace(version=v))['pip'] for v in SUPPORTED_PYTHON_VERSIONS}
+        pips = {get_venv_packages(types.SimpleNamespace(version=v))['pip'] for v in SUPPORTED_PYTHON_VERSIONS}
+    except (ImportError, AttributeError, KeyError, TypeError) as ex:
+        raise SanityError('reading the supported Pythons and the pip version from ansible-test failed '
+                          '(has its internal layout changed?): %r' % ex) from ex
     return tuple(SUPPORTED_PYTHON_VERSIONS), pips
 
 
