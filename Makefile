@@ -3,9 +3,10 @@
 #   make setup     host packages + libvirtd, .venv, collection link, tiny test guest (idempotent)
 #   make unit      unit tests (pytest, no daemon)
 #   make lint      ansible-lint, production profile
+#   make sanity    ansible-test sanity, offline (a mirror of the checkout under .cache/sanity)
 #   make molecule  Molecule scenario "default" against the local libvirtd
 #   make embedded  Molecule scenario "embedded": build the image, boot it (SeaBIOS, OVMF), check it
-#   make test      setup + unit + lint + molecule   (what .ci/run runs)
+#   make test      setup + unit + lint + sanity + molecule   (what .ci/run runs)
 #   make demo      setup + playbooks/demo.yml
 #   make demo-clean  remove what make demo made
 #   make bench     setup + tests/bench/run.sh
@@ -41,7 +42,7 @@ export NO_COLOR                   := 1
 export PY_COLORS                  := 0
 endif
 
-.PHONY: help setup host venv collection guest unit lint molecule embedded test demo demo-clean bench clean
+.PHONY: help setup host venv collection guest unit lint sanity molecule embedded test demo demo-clean bench clean
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -71,13 +72,17 @@ unit: venv collection
 lint: venv collection
 	ansible-lint --offline --profile production
 
+# tests/sanity/run.py [ansible-test sanity options], e.g. make sanity SANITY_ARGS='--test pep8'
+sanity: venv
+	python tests/sanity/run.py $(SANITY_ARGS)
+
 molecule: setup
 	molecule test -s default
 
 embedded: setup
 	molecule test -s embedded
 
-test: setup unit lint molecule
+test: setup unit lint sanity molecule
 
 demo: setup
 	ansible-playbook playbooks/demo.yml

@@ -21,14 +21,7 @@ author:
   - firmvisor developers (@firmvisor)
 extends_documentation_fragment:
   - firmvisor.hypervisor.connection
-  - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+  - firmvisor.hypervisor.attributes.info_module
 options:
   gather:
     description: Which parts to read; fewer parts answer faster on a busy host.

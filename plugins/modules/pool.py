@@ -25,14 +25,7 @@ author:
   - firmvisor developers (@firmvisor)
 extends_documentation_fragment:
   - firmvisor.hypervisor.connection
-  - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
+  - firmvisor.hypervisor.attributes
 options:
   name:
     description: Name of the pool.

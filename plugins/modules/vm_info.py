@@ -17,14 +17,7 @@ author:
   - firmvisor developers (@firmvisor)
 extends_documentation_fragment:
   - firmvisor.hypervisor.connection
-  - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+  - firmvisor.hypervisor.attributes.info_module
 options:
   name:
     description: Only this domain. Without it, all domains. A missing domain gives an empty RV(vms).

@@ -19,14 +19,7 @@ author:
   - firmvisor developers (@firmvisor)
 extends_documentation_fragment:
   - firmvisor.hypervisor.connection
-  - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
+  - firmvisor.hypervisor.attributes
 options:
   pool:
     description: The storage pool (it must exist and be active).

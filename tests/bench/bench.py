@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -438,7 +437,10 @@ class Bench:
             hvtype = conn.getType()
         finally:
             conn.close()
-        version = lambda v: '%d.%d.%d' % (v // 1000000, v // 1000 % 1000, v % 1000)  # noqa: E731
+
+        def version(v: int) -> str:
+            return '%d.%d.%d' % (v // 1000000, v // 1000 % 1000, v % 1000)
+
         env = dict(self.base_env)
         core = _core_version(output([self.args.playbook, '--version']))
         community_core = _core_version(output([self.args.community_playbook, '--version']))
@@ -565,7 +567,10 @@ def render(results: Dict[str, Any], machine: Dict[str, str], sizes: List[int], v
         '| N | variant | (a) converge s | x base | own s | (b) no-op s | x base | own s |',
         '|---:|---|---:|---:|---:|---:|---:|---:|',
     ]
-    fmt = lambda v, spec='%.2f': '' if v is None else spec % v  # noqa: E731
+
+    def fmt(v, spec='%.2f'):
+        return '' if v is None else spec % v
+
     for row in summary['rows']:
         lines.append('| %d | %s | %s | %s | %s | %s | %s | %s |' % (
             row['n'], LABELS[row['variant']], fmt(row['converge']), fmt(row['converge'] / base),
@@ -594,7 +599,7 @@ def write_report(path: str, generated: str) -> None:
     if BEGIN not in text or END not in text:
         text = text.rstrip('\n') + '\n\n' + BEGIN + '\n' + END + '\n'
     head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
+    tail = rest.split(END, 1)[1]
     with open(path, 'w') as handle:
         handle.write(head + generated.rstrip('\n') + tail)
 
@@ -637,7 +642,7 @@ def main(argv: List[str]) -> int:
     os.makedirs(WORK, exist_ok=True)
     import_collection()
     bench = Bench(args)
-    check = subprocess.run([bench.python, '-c', 'import libvirt'], capture_output=True, text=True)
+    check = subprocess.run([bench.python, '-c', 'import libvirt'], capture_output=True, text=True, check=False)
     if check.returncode != 0:
         raise BenchError('%s cannot import libvirt (the firmvisor modules need libvirt-python): %s'
                          % (bench.python, check.stderr.strip()))

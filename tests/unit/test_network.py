@@ -43,6 +43,7 @@ LAB = dict(
           'hosts': [{'mac': '52:54:00:00:10:01', 'name': 'web1', 'ip': '10.10.0.11'}]},
 )
 
+
 @pytest.fixture
 def conn(tmp_path):
     node = tmp_path / 'node.xml'
@@ -195,7 +196,7 @@ def test_dhcp_commands_swap_addresses_without_collisions():
 
 def test_swapping_addresses_converges(conn):
     hosts = [{'mac': '52:54:00:00:00:01', 'ip': '10.10.0.5'}, {'mac': '52:54:00:00:00:02', 'ip': '10.10.0.6'}]
-    run(conn, **dict(LAB, dhcp={'hosts': hosts}))
+    run(conn, **{**LAB, 'dhcp': {'hosts': hosts}})
     swapped = [{'mac': '52:54:00:00:00:01', 'ip': '10.10.0.6'}, {'mac': '52:54:00:00:00:02', 'ip': '10.10.0.5'}]
     assert run(conn, name='lab', dhcp={'hosts': swapped})['changed'] is True
     assert run(conn, name='lab', dhcp={'hosts': swapped})['changed'] is False

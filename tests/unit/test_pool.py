@@ -47,6 +47,7 @@ NODE = """<node>
 </node>
 """
 
+
 @pytest.fixture
 def conn(tmp_path):
     node = tmp_path / 'node.xml'

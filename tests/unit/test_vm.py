@@ -54,7 +54,7 @@ def test_check_mode_makes_no_mutating_call(recording):
 def test_check_mode_on_existing_domain_reports_without_changing(conn, recording):
     ensure(conn, **BASIC)
     proxy, calls = recording
-    result = ensure(proxy, check_mode=True, **dict(BASIC, memory='1GiB', state='running'))
+    result = ensure(proxy, check_mode=True, **{**BASIC, 'memory': '1GiB', 'state': 'running'})
     assert result['changed'] and mutating(calls) == []
     assert result['diff']['before']['memory'] == 256 and result['diff']['after']['memory'] == 1024
     assert result['diff']['after']['state'] == 'running'
@@ -83,9 +83,9 @@ def test_only_declared_options_are_compared(conn):
 
 def test_running_domain_restart_policy(conn):
     ensure(conn, state='running', **BASIC)
-    deferred = ensure(conn, state='running', **dict(BASIC, vcpus=3))
+    deferred = ensure(conn, state='running', **{**BASIC, 'vcpus': 3})
     assert deferred['reboot_required'] and deferred['changes'] == {'vcpus': 'restart'}
-    restarted = ensure(conn, state='running', apply_changes='restart', **dict(BASIC, vcpus=4))
+    restarted = ensure(conn, state='running', apply_changes='restart', **{**BASIC, 'vcpus': 4})
     assert not restarted['reboot_required']
     assert any(action.startswith('restart web1') for action in restarted['actions'])
     assert restarted['vm']['state'] == 'running'
@@ -140,9 +140,9 @@ def test_stable_mac_and_disk_names(conn):
 def test_disk_grows_never_shrinks(conn):
     ensure(conn, **BASIC)
     # The test driver cannot resize: the plan is checked here, the resize itself in molecule.
-    grown = ensure(conn, check_mode=True, **dict(BASIC, disks=[{'pool': 'vms', 'size': 32}]))
+    grown = ensure(conn, check_mode=True, **{**BASIC, 'disks': [{'pool': 'vms', 'size': 32}]})
     assert grown['changed'] and grown['actions'] == ['grow volume vms/web1-0 to 33554432 bytes']
-    shrink = ensure(conn, **dict(BASIC, disks=[{'pool': 'vms', 'size': 8}]))
+    shrink = ensure(conn, **{**BASIC, 'disks': [{'pool': 'vms', 'size': 8}]})
     assert not shrink['changed'] and 'never shrink' in shrink['warnings'][0]
 
 
@@ -158,7 +158,6 @@ def test_firmware_and_kernel_boot_are_written(conn):
     assert changed['changes'] == {'firmware': 'restart', 'cmdline': 'next_boot'}
     doc = Document(conn.lookupByName('k').XMLDesc(0))
     assert doc.attr('os', 'firmware') is None and doc.find('os/cmdline') is None
-
 
 
 def test_qemu_args_round_trip():
