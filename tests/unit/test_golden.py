@@ -150,9 +150,8 @@ def test_golden(kind, case):
         expected = out
     assert out == expected, 'the edit differs from %s (FV_GOLDEN_UPDATE=1 rewrites it)' % path(kind, case, 'out')
     # Nothing is left to change, and libvirt accepts the result.
-    assert compare(table, desired_values(table, cases[case], {'name': name, 'default_pool': 'vms', 'creating': False,
-                                                                'virt_type': 'qemu'}),
-                   read_all(table, Document(out))) == []
+    context = {'name': name, 'default_pool': 'vms', 'creating': False, 'virt_type': 'qemu'}
+    assert compare(table, desired_values(table, cases[case], context), read_all(table, Document(out))) == []
     define(kind, out)
 
 

@@ -177,8 +177,8 @@ def test_qemu_args_round_trip():
 
 
 # ---- exact device lists -------------------------------------------------------------------------
-TWO = dict(BASIC, disks=[{'pool': 'vms', 'size': 16}, {'pool': 'vms', 'name': 'web1-data', 'size': 8}],
-           interfaces=[{'network': 'lab'}, {'network': 'lab', 'mac': '52:54:00:00:99:01'}])
+TWO = {**BASIC, 'disks': [{'pool': 'vms', 'size': 16}, {'pool': 'vms', 'name': 'web1-data', 'size': 8}],
+       'interfaces': [{'network': 'lab'}, {'network': 'lab', 'mac': '52:54:00:00:99:01'}]}
 
 
 def test_a_device_left_out_of_the_list_is_detached_and_its_volume_kept(conn):
@@ -201,10 +201,10 @@ def test_remove_volumes_deletes_the_volume_of_a_detached_disk(conn):
 
 def test_reordering_a_list_is_no_change(conn):
     # Identities: a disk's volume name, a NIC's MAC (unnamed ones default by position).
-    named = dict(BASIC, disks=[{'pool': 'vms', 'name': 'os', 'size': 16}, {'pool': 'vms', 'name': 'data', 'size': 8}],
-                 interfaces=[{'network': 'lab', 'mac': '52:54:00:00:99:01'}, {'network': 'lab', 'mac': '52:54:00:00:99:02'}])
+    named = {**BASIC, 'disks': [{'pool': 'vms', 'name': 'os', 'size': 16}, {'pool': 'vms', 'name': 'data', 'size': 8}],
+             'interfaces': [{'network': 'lab', 'mac': '52:54:00:00:99:01'}, {'network': 'lab', 'mac': '52:54:00:00:99:02'}]}
     ensure(conn, **named)
-    swapped = dict(named, disks=list(reversed(named['disks'])), interfaces=list(reversed(named['interfaces'])))
+    swapped = {**named, 'disks': list(reversed(named['disks'])), 'interfaces': list(reversed(named['interfaces']))}
     assert not ensure(conn, **swapped)['changed']
 
 

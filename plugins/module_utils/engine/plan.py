@@ -35,6 +35,10 @@ class Handle:
     def __init__(self, obj: Any = None) -> None:
         self.obj = obj
 
+    def call(self, method: str, *args: Any) -> Callable[[], Any]:
+        """A step that calls ``method`` on the object the handle holds when the step runs."""
+        return lambda: getattr(self.obj, method)(*args)
+
 
 @dataclass(frozen=True)
 class Note:

@@ -423,7 +423,6 @@ def validate(name: str, params: Mapping[str, Any], desired: Mapping[str, Any], d
                           % (name, _describe_host(host), host['ip'], subnet))
 
 
-
 class Network(DefinedObject):
     noun = 'network'
     kind = 'network'

@@ -173,8 +173,8 @@ class DefinedObject(Resource):
         if autostart is not None and (actual is None or autostart != actual.runtime['autostart']):
             before = actual.runtime['autostart'] if actual is not None else False
             actions.append(Action('set autostart of %s %s to %s' % (self.noun, name, autostart),
-                                  lambda: handle.obj.setAutostart(int(autostart)),
-                                  lambda: handle.obj.setAutostart(int(before)),
+                                  handle.call('setAutostart', int(autostart)),
+                                  handle.call('setAutostart', int(before)),
                                   'reset autostart of %s %s' % (self.noun, name)))
         if (params['state'] == 'active' or (params['state'] == 'present' and actual is None)) and not active:
             actions.append(self._start(handle, name))
@@ -206,7 +206,7 @@ class DefinedObject(Resource):
             actions.append(self._stop(handle, name))
         actions += then
         if actual.runtime['persistent']:
-            actions.append(Action('undefine %s %s' % (self.noun, name), lambda: handle.obj.undefine()))
+            actions.append(Action('undefine %s %s' % (self.noun, name), handle.call('undefine')))
         return Plan(resource=self, key=name, what=self.what(name), before=self.view(name, actual),
                     after=dict(ABSENT), shown=('state',), actions=tuple(actions), facts={'recreate_required': False})
 
@@ -234,7 +234,7 @@ class DefinedObject(Resource):
         def run() -> None:
             with mapped('%s: start' % self.what(name)):
                 self.start(handle.obj)
-        return Action(description or 'start %s %s' % (self.noun, name), run, lambda: handle.obj.destroy(),
+        return Action(description or 'start %s %s' % (self.noun, name), run, handle.call('destroy'),
                       'stop %s %s' % (self.noun, name))
 
     def _stop(self, handle: Handle, name: str, description: str = '') -> Action:

@@ -152,7 +152,6 @@ def validate(name: str, params: Mapping[str, Any], doc: Document) -> None:
         raise FvError('%s: type netfs needs source.host and source.dir (the export)' % what)
 
 
-
 class Pool(DefinedObject):
     noun = 'storage pool'
     kind = 'pool'
@@ -200,7 +199,7 @@ class Pool(DefinedObject):
                 raise FvError('storage pool %r: build: %s' % (name, error_text(exc)))
             return None
         if kind == 'dir':
-            return [Action(description, run, lambda: handle.obj.delete(0),
+            return [Action(description, run, handle.call('delete', 0),
                            'remove the empty directory of storage pool %s' % name)]
         return [Action(description, run)]
 
@@ -219,7 +218,7 @@ class Pool(DefinedObject):
         else:
             first.append(Action('delete every volume of storage pool %s' % name, lambda: self._delete_all(handle, name)))
         then = [Action('delete storage pool %s (its directory, file system or volume group)' % name,
-                       lambda: handle.obj.delete(0))]
+                       handle.call('delete', 0))]
         return first, then, started
 
     def _delete_volume(self, handle: Handle, pool: str, volume: str) -> Action:

@@ -60,7 +60,7 @@ def verify_checksum(path: str, checksum: Optional[str]) -> None:
     """``checksum`` is ``ALGO:HEX`` (as get_url takes it) or a bare sha256 hex digest."""
     if not checksum:
         return
-    algo, _, expected = checksum.partition(':') if ':' in checksum else ('sha256', '', checksum)
+    algo, _colon, expected = checksum.partition(':') if ':' in checksum else ('sha256', '', checksum)
     try:
         digest = hashlib.new(algo.lower())
     except ValueError:
@@ -291,7 +291,7 @@ class Volume(Resource):
         def run() -> None:
             with mapped('%s: create' % what):
                 handle.obj = self.pool(key[0]).createXML(xml, 0)
-        return Action(description, run, lambda: handle.obj.delete(0), 'delete %s' % what)
+        return Action(description, run, handle.call('delete', 0), 'delete %s' % what)
 
     def _delete(self, handle: Handle, key: Tuple[str, str], note: str = '') -> Action:
         def run() -> None:
@@ -329,4 +329,4 @@ class Volume(Resource):
                     raise
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
-        return Action(description, run, lambda: handle.obj.delete(0), 'delete %s' % what)
+        return Action(description, run, handle.call('delete', 0), 'delete %s' % what)

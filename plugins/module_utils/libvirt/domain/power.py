@@ -79,7 +79,7 @@ class Power:
                 self.handle.obj.resume()
             if self.wait:
                 self._await('running')
-        return Action('resume %s' % self.name, run, lambda: self.handle.obj.suspend(), 'pause %s again' % self.name)
+        return Action('resume %s' % self.name, run, self.handle.call('suspend'), 'pause %s again' % self.name)
 
     def pause(self) -> Action:
         def run() -> None:
@@ -87,7 +87,7 @@ class Power:
                 self.handle.obj.suspend()
             if self.wait:
                 self._await('paused')
-        return Action('pause %s' % self.name, run, lambda: self.handle.obj.resume(), 'resume %s' % self.name)
+        return Action('pause %s' % self.name, run, self.handle.call('resume'), 'resume %s' % self.name)
 
     def shut_down(self, description: str = '', paused: bool = False) -> Action:
         """Graceful shutdown (resuming a paused guest first), forced off after shutdown_timeout."""
@@ -104,7 +104,7 @@ class Power:
                     _tolerant(dom.destroy, dom)
                 return Note('vm %s did not shut down within %ss: forced off' % (self.name, self.shutdown_timeout))
             return None
-        return Action(description or 'shut down %s' % self.name, run, lambda: self.handle.obj.create(),
+        return Action(description or 'shut down %s' % self.name, run, self.handle.call('create'),
                       'start %s again' % self.name)
 
     def force_off(self) -> None:

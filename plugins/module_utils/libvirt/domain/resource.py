@@ -179,8 +179,8 @@ class Vm(Resource):
         if autostart is not None and (creating or autostart != actual.runtime['autostart']):
             before = bool(actual.runtime['autostart']) if actual is not None else False
             actions.append(Action('set autostart of %s to %s' % (name, autostart),
-                                  lambda: handle.obj.setAutostart(int(autostart)),
-                                  lambda: handle.obj.setAutostart(int(before)), 'reset autostart of %s' % name))
+                                  handle.call('setAutostart', int(autostart)),
+                                  handle.call('setAutostart', int(before)), 'reset autostart of %s' % name))
         actions += power.transitions(current, wanted)
 
         state = current if wanted == 'present' else wanted
