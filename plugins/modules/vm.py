@@ -147,6 +147,12 @@ options:
       mac:
         description: The MAC address.
         type: str
+  watchdog:
+    description:
+      - A watchdog device (C(i6300esb) on x86 QEMU machines) that resets the VM when its guest stops
+        feeding it; V('') removes it. The guest must arm it (systemd's C(RuntimeWatchdogSec)).
+    type: str
+    choices: [i6300esb, ib700, diag288, itco, '']
   qemu_args:
     description:
       - Extra QEMU command-line arguments (libvirt's C(<qemu:commandline>)), for what libvirt cannot

@@ -63,6 +63,7 @@ DOMAIN_CASES: Dict[str, Dict[str, Any]] = {
                                         '-device', 'virtio-net-pci,netdev=mgmt,addr=0x10']),
     'qemu-args-remove': dict(qemu_args=[]),
     'scope': dict(scope='team-b'),
+    'watchdog-add': dict(watchdog='i6300esb'),
     'cloud-init-add': dict(cloud_init={'user_data': '#cloud-config\n{}\n', 'pool': 'seeds'}),
 }
 NETWORK_CASES: Dict[str, Dict[str, Any]] = {

@@ -80,3 +80,27 @@ def test_image_formats(tmp_path):
     verify_checksum(str(raw), 'sha256:' + digest.upper())
     with pytest.raises(FvError, match='unknown algorithm'):
         verify_checksum(str(raw), 'nope:00')
+
+
+def test_sparse_sections_of_a_file(tmp_path):
+    from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import _next_section
+    import os
+    image = tmp_path / 'sparse.img'
+    with open(image, 'wb') as handle:
+        handle.truncate(8 << 20)
+        handle.seek(4 << 20)
+        handle.write(b'x' * 4096)
+    fd = os.open(str(image), os.O_RDONLY)
+    try:
+        sections = []
+        while True:
+            in_data, length = _next_section(fd)
+            if in_data and length == 0:
+                break
+            sections.append((in_data, length))
+            os.lseek(fd, length, os.SEEK_CUR)
+        assert sum(length for _d, length in sections) == 8 << 20
+        assert [d for d, _l in sections] == [False, True, False]
+        assert sections[0][1] == 4 << 20 and sections[1][1] >= 4096
+    finally:
+        os.close(fd)

@@ -5,10 +5,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
 
@@ -124,18 +125,45 @@ def persistent_xml(obj: Any, inactive_flag: str) -> str:
         raise
 
 
-def upload_file(conn: Any, vol: Any, path: str) -> None:
-    """Copy a local file into a volume through a libvirt stream (works over remote URIs)."""
-    size = os.path.getsize(path)
-    stream = conn.newStream(0)
-    vol.upload(stream, 0, size, 0)
-    with open(path, 'rb') as handle:
-        try:
-            stream.sendAll(lambda _s, nbytes, fh: fh.read(nbytes), handle)
-            stream.finish()
-        except Exception:
-            stream.abort()
+def _next_section(fd: int) -> Tuple[bool, int]:
+    """(in data?, length) of the section of ``fd`` at its offset: data up to the next hole, or a
+    hole up to the next data (or the end)."""
+    here = os.lseek(fd, 0, os.SEEK_CUR)
+    end = os.fstat(fd).st_size
+    if here >= end:
+        return True, 0  # the end: libvirt reads nothing more and finishes
+    try:
+        data = os.lseek(fd, here, os.SEEK_DATA)
+    except OSError as exc:
+        if exc.errno != errno.ENXIO:
             raise
+        data = end  # nothing but hole up to the end
+    if data > here:
+        os.lseek(fd, here, os.SEEK_SET)
+        return False, data - here
+    hole = os.lseek(fd, here, os.SEEK_HOLE)
+    os.lseek(fd, here, os.SEEK_SET)
+    return True, hole - here
+
+
+def upload_file(conn: Any, vol: Any, path: str) -> None:
+    """Copy a local file into a volume through a libvirt stream (works over remote URIs). Holes of
+    a sparse file are sent as holes, not as zeros (a 1.5 GiB disk image with 200 MiB of data)."""
+    size = os.path.getsize(path)
+    fd = os.open(path, os.O_RDONLY)
+    stream = conn.newStream(0)
+    try:
+        vol.upload(stream, 0, size, flag('VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM'))
+        stream.sparseSendAll(lambda _s, nbytes, _fd: os.read(_fd, nbytes),
+                             lambda _s, _fd: list(_next_section(_fd)),
+                             lambda _s, length, _fd: os.lseek(_fd, length, os.SEEK_CUR) and 0,
+                             fd)
+        stream.finish()
+    except Exception:
+        stream.abort()
+        raise
+    finally:
+        os.close(fd)
 
 
 def flag(name: str, default: int = 0) -> int:

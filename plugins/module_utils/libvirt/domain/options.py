@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.options import (
-    LIVE, NEXT_BOOT, Option, argspec, attr_option, text_option,
+    LIVE, NEXT_BOOT, Option, argspec, attr_option, set_or_empty, text_option,
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.values import MIB, from_unit, to_mib
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document, element, escape, sub
@@ -89,6 +89,20 @@ def write_qemu_args(doc: Document, args: List[str]) -> None:
             sub(commandline, '{%s}arg' % QEMU_NS, value=value)
 
 
+WATCHDOGS = ('i6300esb', 'ib700', 'diag288', 'itco')
+
+
+def read_watchdog(doc: Document) -> Optional[str]:
+    return doc.attr('devices/watchdog', 'model')
+
+
+def write_watchdog(doc: Document, model: str) -> None:
+    """A watchdog that resets the machine when the guest stops feeding it ('' removes it)."""
+    doc.remove('devices/watchdog')
+    if model:
+        insert_device(doc, element('watchdog', model=model, action='reset'))
+
+
 def positive(what: str):
     def check(value: Any, _context: Dict[str, Any]) -> int:
         if int(value) < 1:
@@ -149,6 +163,8 @@ VM_OPTIONS: List[Option] = [
            normalize=normalize_disks, equal=disks_equal, reach=disks_reach),
     Option('interfaces', type='list', elements='dict', suboptions=INTERFACE_SPEC, read=read_interfaces,
            write=write_interfaces, normalize=normalize_interfaces, equal=interfaces_equal, reach=interfaces_reach),
+    Option('watchdog', choices=list(WATCHDOGS) + [''], read=read_watchdog, write=write_watchdog,
+           equal=set_or_empty),
     Option('qemu_args', type='list', elements='str', read=read_qemu_args, write=write_qemu_args),
     # Ownership scope in <metadata>: `vms` with exclusive removes only owned domains of its scope.
     Option('scope', read=lambda doc: doc.get_meta('scope'), write=lambda doc, value: doc.set_meta('scope', value),
