@@ -45,6 +45,7 @@ def make_system(uuid: str = SYSTEM_UUID, name: str = 'fvrf-box') -> Dict[str, An
              'SerialNumber': 'ZC1A0001', 'MediaType': 'HDD', 'Protocol': 'SAS'},
         ],
         'simple': [{'Name': 'fvrf-box-disk.qcow2', 'CapacityBytes': 16 * GIB}],
+        'reset_types': ['On', 'ForceOff', 'GracefulShutdown', 'GracefulRestart', 'ForceRestart', 'Nmi', 'ForceOn'],
     }
 
 
@@ -53,13 +54,14 @@ class FakeBmc:
 
     def __init__(self, users: Optional[Dict[str, str]] = None, sessions: bool = True,
                  tls: Optional[Tuple[str, str]] = None, systems: Optional[List[Dict[str, Any]]] = None,
-                 boot_once_reads_continuous: bool = False, power_delay_reads: int = 0) -> None:
+                 boot_once_reads_continuous: bool = False, power_delay_reads: int = 0,
+                 slots: Tuple[str, ...] = ('Cd', 'Floppy')) -> None:
         self.users = dict(users or {'admin': 'secret'})
         self.sessions_enabled = sessions
         self.tls = tls
         self.systems = {s['uuid']: s for s in (systems if systems is not None else [make_system()])}
-        self.media = {uuid: {'Cd': {'image': None, 'inserted': False}, 'Floppy': {'image': None, 'inserted': False}}
-                      for uuid in self.systems}
+        self.slots = slots
+        self.media = {uuid: {slot: {'image': None, 'inserted': False} for slot in slots} for uuid in self.systems}
         self.boot_once_reads_continuous = boot_once_reads_continuous
         # a power change shows only after this many GETs of the system (0: at once; -1: never)
         self.power_delay_reads = power_delay_reads
@@ -80,7 +82,9 @@ class FakeBmc:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(*self.tls)
             self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, name='fakebmc', daemon=True)
+        self._address = '127.0.0.1:%d' % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={'poll_interval': 0.05},
+                                       name='fakebmc', daemon=True)
         self.thread.start()
         return self
 
@@ -98,8 +102,8 @@ class FakeBmc:
 
     @property
     def address(self) -> str:
-        assert self.server is not None
-        return '127.0.0.1:%d' % self.server.server_address[1]
+        """127.0.0.1:PORT (still known after stop, for messages)."""
+        return self._address
 
     @property
     def url(self) -> str:
@@ -139,8 +143,8 @@ class FakeBmc:
         if parts[0] == 'Managers' and len(parts) >= 3 and parts[2] == 'VirtualMedia':
             uuid = next(iter(self.systems))
             if len(parts) == 3:
-                return _collection(path, 'VirtualMediaCollection', [path + '/Cd', path + '/Floppy'])
-            if len(parts) == 4 and parts[3] in ('Cd', 'Floppy'):
+                return _collection(path, 'VirtualMediaCollection', [path + '/' + slot for slot in self.slots])
+            if len(parts) == 4 and parts[3] in self.slots:
                 return self._media_doc(path, uuid, parts[3])
         if parts[0] == 'Systems' and len(parts) >= 2 and parts[1] in self.systems:
             return self._system_doc(parts[1], parts[2:])
@@ -186,8 +190,7 @@ class FakeBmc:
                 'Links': {'ManagedBy': [{'@odata.id': ROOT + '/Managers/BMC'}]},
                 'Actions': {'#ComputerSystem.Reset': {
                     'target': base + '/Actions/ComputerSystem.Reset',
-                    'ResetType@Redfish.AllowableValues': ['On', 'ForceOff', 'GracefulShutdown', 'GracefulRestart',
-                                                          'ForceRestart', 'Nmi', 'ForceOn']}},
+                    'ResetType@Redfish.AllowableValues': list(system['reset_types'])}},
             }
         path = base + '/' + '/'.join(rest)
         if rest == ['Processors']:
@@ -280,7 +283,7 @@ class FakeBmc:
                     return 400, error_body('Base.1.0.ActionParameterNotSupported', 'bad reset %s' % kind), {}
                 return 204, None, {}
         if (method == 'POST' and parts[0] == 'Managers' and len(parts) == 6
-                and parts[2] == 'VirtualMedia' and parts[3] in ('Cd', 'Floppy')):
+                and parts[2] == 'VirtualMedia' and parts[3] in self.slots):
             slot = self.media[next(iter(self.systems))][parts[3]]
             if parts[5] == 'VirtualMedia.InsertMedia':
                 if slot['inserted']:

@@ -17,7 +17,9 @@ message, an exception or a log line this module writes; sushy masks it in its ow
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -113,6 +115,43 @@ class _NoPublicDownloads:
     request = get
 
 
+class SecretFilter(logging.Filter):
+    """Masks the password (and its Basic auth form) in every record of sushy, requests and urllib3
+    while a Bmc is open: a BMC may echo a request, password and all, in an error sushy logs."""
+
+    PREFIXES = ('sushy', 'requests', 'urllib3')
+
+    def __init__(self, username: str, password: str) -> None:
+        super().__init__()
+        self.secrets = [password]
+        basic = base64.b64encode(('%s:%s' % (username, password)).encode('utf-8')).decode('ascii')
+        self.secrets.append(basic)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a broken record is logging's business
+            return True
+        masked = text
+        for secret in self.secrets:
+            masked = masked.replace(secret, MASK)
+        if masked != text:
+            record.msg, record.args = masked, None
+        return True
+
+    def loggers(self) -> List[logging.Logger]:
+        names = [n for n in list(logging.root.manager.loggerDict) if n.split('.')[0] in self.PREFIXES]
+        return [logging.getLogger(n) for n in sorted(set(names) | set(self.PREFIXES))]
+
+    def install(self) -> None:
+        for logger in self.loggers():
+            logger.addFilter(self)
+
+    def remove(self) -> None:
+        for logger in self.loggers():
+            logger.removeFilter(self)
+
+
 # ---- error mapping ----------------------------------------------------------------------------------
 def describe(exc: BaseException, access: BmcAccess) -> str:
     """The cause of a sushy/requests failure in words a user acts on."""
@@ -186,6 +225,7 @@ class Bmc:
         self.access = access
         self._factory = sushy_factory
         self._root: Any = None
+        self._filter: Optional[SecretFilter] = None
 
     # messages
     def _scrub(self, text: str) -> str:
@@ -224,6 +264,17 @@ class Bmc:
                           '(pip install sushy): %s' % SUSHY_IMPORT_ERROR)
         url = self.access.url
         factory = self._factory or sushy.Sushy
+        if self._filter is None and self.access.password:
+            self._filter = SecretFilter(self.access.username, self.access.password)
+            self._filter.install()
+        try:
+            self._open(url, factory)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _open(self, url: str, factory: Callable[..., Any]) -> None:
         with self.step('connect'):
             auth = sushy_auth.SessionOrBasicAuth(username=self.access.username, password=self.access.password)
             self._root = factory(
@@ -234,7 +285,6 @@ class Bmc:
         # A refused session login falls back to Basic without a request: prove the credentials now.
         with self.step('log in'):
             self._root.get_system_collection().get_members()
-        return self
 
     @property
     def root(self) -> Any:
@@ -251,6 +301,15 @@ class Bmc:
     def close(self) -> None:
         """Log out (delete the session, when there is one). Never raises."""
         root, self._root = self._root, None
+        try:
+            self._logout(root)
+        finally:
+            if self._filter is not None:
+                self._filter.remove()
+                self._filter = None
+
+    @staticmethod
+    def _logout(root: Any) -> None:
         if root is None:
             return
         auth = getattr(root, '_auth', None)
@@ -447,7 +506,8 @@ class BmcSystem:
             slot.refresh(force=True)
             view = _slot_view(slot)
             if view['inserted']:
-                raise FvError('the BMC accepted the request but the slot %s still reads inserted (image %s)'
+                # sushy swallows some refusals of EjectMedia (403, 404): the read-back tells
+                raise FvError('the slot %s still reads inserted after EjectMedia (image %s)'
                               % (view['id'], view['image']))
             return True
 
