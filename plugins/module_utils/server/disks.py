@@ -125,7 +125,11 @@ def choose_install_disk(disks: Sequence[Mapping[str, Any]], rule: Optional[Mappi
                         need_bytes: Optional[int] = None) -> Dict[str, Any]:
     """The disk ``rule`` picks (default: the smallest disk of 8 GiB or more). ``need_bytes``: the
     image's size; a picked disk smaller than that is refused."""
-    rule = validate_rule(rule)
+    return _choose(disks, validate_rule(rule), need_bytes)
+
+
+def _choose(disks: Sequence[Mapping[str, Any]], rule: Mapping[str, Any], need_bytes: Optional[int]) -> Dict[str, Any]:
+    """choose_install_disk for a rule validate_rule made (sizes in bytes)."""
     if rule.get('path') and not any(d.get('path') == rule['path'] for d in disks):
         # The BMC seldom knows device paths: the operator's path stands for itself.
         return {'name': rule['path'], 'path': rule['path'], 'size_bytes': None, 'source': 'operator'}
@@ -197,7 +201,7 @@ def capacity_problems(inventory: Mapping[str, Any], image_bytes: int, min_memory
         merged = dict(validate_rule(rule))
         if not any(merged.get(k) not in (None, '') for k in SELECTORS):
             merged['min_size'] = max(merged.get('min_size') or 0, image_bytes)
-        choose_install_disk(disks, merged, need_bytes=image_bytes)
+        _choose(disks, merged, image_bytes)
     except FvError as exc:
         problems.append(str(exc).replace('install_disk: ', '', 1))
     return problems
