@@ -406,10 +406,20 @@ def test_inventory(fake):
         ('Cd', True, ISO), ('Floppy', False, None)]
 
 
-def test_inventory_read_failure_names_the_step(fake):
-    fake.fail('GET', SYSTEM + '/Storage', 500)
+def test_inventory_with_a_part_the_bmc_fails_to_serve(fake):
+    # sushy-emulator answers 500 for Storage unless it is configured with fake drives
+    fake.fail('GET', SYSTEM + '/Storage', 500, error_body('Base.1.0.InternalError', 'no storage collection'))
     with Bmc(access(fake)) as bmc:
-        error = fails(lambda: bmc.system().inventory())
+        inventory = bmc.system().inventory()
+    assert [d['source'] for d in inventory['disks']] == ['SimpleStorage']
+    assert inventory['problems'] == ['Storage: the BMC failed to serve it (HTTP 500: no storage collection)']
+
+
+def test_inventory_read_failure_names_the_step(fake):
+    with Bmc(access(fake)) as bmc:
+        system = bmc.system()
+        fake.fail('GET', SYSTEM, 500)
+        error = fails(system.inventory)
     assert str(error).startswith('Redfish read inventory failed on BMC %s, system %s: the BMC refused it (HTTP 500'
                                  % (fake.url, SYSTEM_UUID))
 

@@ -15,7 +15,8 @@
 
 Disks come from Storage (drives) and SimpleStorage (devices); the same disk seen by both is listed
 once (Storage has more: serial, model). Unknown values are None; a sub-resource the BMC does not
-offer gives an empty list, never an error.
+offer gives an empty list, and one it fails to serve (an HTTP error other than 401/403: sushy-emulator
+answers 500 for Storage unless configured) gives an empty list and a line in ``problems``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def system_inventory(system: Any, media: Optional[Callable[[], List[Any]]] = Non
     """The inventory of a sushy System (already refreshed); ``media`` lists its virtual media slots."""
     reader = _Reader(system._conn)
     data = system.json
-    processors = reader.members(data, 'Processors')
+    processors = reader.optional('Processors', reader.members, data, 'Processors')
     inventory = {
         'system': {
             'id': data.get('Id'),
@@ -40,14 +41,16 @@ def system_inventory(system: Any, media: Optional[Callable[[], List[Any]]] = Non
         'power_state': data.get('PowerState'),
         'cpus': cpus(data, processors),
         'memory_mib': memory_mib(data, reader),
-        'nics': nics(reader.members(data, 'EthernetInterfaces')),
-        'disks': disks(reader.storage_drives(data), reader.simple_storage(data)),
+        'nics': nics(reader.optional('EthernetInterfaces', reader.members, data, 'EthernetInterfaces')),
+        'disks': disks(reader.optional('Storage', reader.storage_drives, data),
+                       reader.optional('SimpleStorage', reader.simple_storage, data)),
         'firmware': {
             'bios_version': data.get('BiosVersion'),
             'boot_mode': (data.get('Boot') or {}).get('BootSourceOverrideMode'),
         },
         'boot': boot(data),
         'virtual_media': [],
+        'problems': reader.problems,
     }
     if media is not None:
         inventory['virtual_media'] = [slot_view(slot) for slot in media()]
@@ -59,6 +62,21 @@ class _Reader:
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
+        self.problems: List[str] = []
+
+    def optional(self, what: str, func: Callable[..., List[Dict[str, Any]]], *args: Any) -> List[Dict[str, Any]]:
+        """func(*args), or [] and a problem when the BMC fails to serve that part with an HTTP error
+        (authentication and connection failures still raise: they are not about this part)."""
+        try:
+            return func(*args)
+        except Exception as exc:
+            status = getattr(exc, 'status_code', None)
+            if status is None or status in (401, 403):
+                raise
+            detail = getattr(exc, 'detail', None) or getattr(exc, 'code', None) or ''
+            self.problems.append('%s: the BMC failed to serve it (HTTP %s%s)' % (
+                what, status, (': %s' % detail) if detail else ''))
+            return []
 
     def get(self, path: str) -> Dict[str, Any]:
         return self.conn.get(path=path).json()
@@ -114,7 +132,7 @@ def memory_mib(data: Dict[str, Any], reader: Optional[_Reader] = None) -> Option
         except (TypeError, ValueError):
             pass
     if reader is not None:
-        total = [_int(m.get('CapacityMiB')) for m in reader.members(data, 'Memory')]
+        total = [_int(m.get('CapacityMiB')) for m in reader.optional('Memory', reader.members, data, 'Memory')]
         if total and all(t is not None for t in total):
             return sum(total)  # type: ignore[arg-type]
     return None
