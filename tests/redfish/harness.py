@@ -9,6 +9,8 @@ half-made lab, also without the state file).
     harness.py up   [--name lab] [--workdir /tmp/fvrf-lab] [--disk-gib 16] [--memory-mib 2048]
     harness.py down [--name lab] [--workdir /tmp/fvrf-lab]
     harness.py show [--name lab] [--workdir /tmp/fvrf-lab]
+    harness.py record FILE [--name lab]   the emulator's replies (every document reachable from
+                                          /redfish/v1/), for tests/unit/fixtures/sushy-emulator.json
 
 ``up`` prints the state as JSON: bmc {url, username, password_file, ca}, system uuid, http {url,
 root}, ssh_port, console log, pool. From Python: ``with Lab('lab') as lab: ...``.
@@ -373,6 +375,53 @@ class Lab:
             return handle.read().strip()
 
 
+def record(lab: Lab, dest: str, limit: int = 300) -> Dict[str, Any]:
+    """GET every document reachable from the service root (following @odata.id, not actions) and
+    write {path: {status, body}} to ``dest``; the media server's port becomes 8080."""
+    import base64
+    import urllib.error
+    state = lab.load()
+    context = ssl.create_default_context(cafile=state['bmc']['ca'])
+    token = base64.b64encode(('%s:%s' % (state['username'], lab.password())).encode()).decode()
+    base = state['bmc']['url']
+    seen: Dict[str, Any] = {}
+    queue = ['/redfish/v1/']
+    while queue and len(seen) < limit:
+        path = queue.pop(0)
+        if path in seen or '/Actions/' in path or '$metadata' in path or 'JsonSchemas' in path:
+            continue
+        request = urllib.request.Request(base + path, headers={'Authorization': 'Basic ' + token})
+        try:
+            with urllib.request.urlopen(request, timeout=30, context=context) as reply:
+                status, raw = reply.status, reply.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = raw.decode('utf-8', 'replace')
+        seen[path] = {'status': status, 'body': body}
+        queue.extend(_links(body))
+    text = json.dumps(seen, indent=1, sort_keys=True).replace(state['http']['url'], 'http://127.0.0.1:8080')
+    with open(dest, 'w') as handle:
+        handle.write(text + '\n')
+    return seen
+
+
+def _links(doc: Any) -> List[str]:
+    found: List[str] = []
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if key == '@odata.id' and isinstance(value, str) and value.startswith('/redfish/'):
+                found.append(value)
+            elif key != 'Actions':
+                found.extend(_links(value))
+    elif isinstance(doc, list):
+        for value in doc:
+            found.extend(_links(value))
+    return found
+
+
 def _stop_group(pid: int, grace: float = 10.0) -> None:
     """SIGTERM the process group the harness started (start_new_session), SIGKILL after ``grace``."""
     with contextlib.suppress(ProcessLookupError):
@@ -404,7 +453,8 @@ def _tail(path: str, lines: int = 15) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('action', choices=('up', 'down', 'show'))
+    parser.add_argument('action', choices=('up', 'down', 'show', 'record'))
+    parser.add_argument('file', nargs='?', help='record: where to write the replies')
     parser.add_argument('--name', default='lab')
     parser.add_argument('--workdir')
     parser.add_argument('--disk-gib', type=int, default=16)
@@ -413,6 +463,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     lab = Lab(args.name, args.workdir, args.disk_gib, args.memory_mib)
     if args.action == 'up':
         print(json.dumps(lab.up(), indent=2, sort_keys=True))
+    elif args.action == 'record':
+        if not args.file:
+            parser.error('record needs a FILE')
+        log('recorded %d documents into %s' % (len(record(lab, args.file)), args.file))
     elif args.action == 'show':
         print(json.dumps(lab.load(), indent=2, sort_keys=True))
     else:

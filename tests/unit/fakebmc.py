@@ -9,7 +9,8 @@ ethernet interfaces, Storage and SimpleStorage), Managers with VirtualMedia Cd a
         bmc.fail('POST', '/redfish/v1/Managers/BMC/VirtualMedia/Cd/Actions/VirtualMedia.InsertMedia', 500)
 
 State is plain attributes (``systems``, ``media``) so tests can look and change; ``requests`` records
-every request (method, path, headers, body). ``make_tls`` makes a CA and a server certificate.
+every request (method, path, headers, body). ``replay`` serves GETs from sushy-emulator's recorded
+replies (fixtures/sushy-emulator.json) instead. ``make_tls`` makes a CA and a server certificate.
 """
 
 from __future__ import annotations
@@ -55,13 +56,16 @@ class FakeBmc:
     def __init__(self, users: Optional[Dict[str, str]] = None, sessions: bool = True,
                  tls: Optional[Tuple[str, str]] = None, systems: Optional[List[Dict[str, Any]]] = None,
                  boot_once_reads_continuous: bool = False, power_delay_reads: int = 0,
-                 slots: Tuple[str, ...] = ('Cd', 'Floppy')) -> None:
+                 slots: Tuple[str, ...] = ('Cd', 'Floppy'),
+                 replay: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
         self.users = dict(users or {'admin': 'secret'})
         self.sessions_enabled = sessions
         self.tls = tls
         self.systems = {s['uuid']: s for s in (systems if systems is not None else [make_system()])}
         self.slots = slots
         self.media = {uuid: {slot: {'image': None, 'inserted': False} for slot in slots} for uuid in self.systems}
+        # recorded replies {path: {status, body}} (harness.py record): GETs are answered from them
+        self.replay = replay
         self.boot_once_reads_continuous = boot_once_reads_continuous
         # a power change shows only after this many GETs of the system (0: at once; -1: never)
         self.power_delay_reads = power_delay_reads
@@ -338,13 +342,20 @@ class _Handler(BaseHTTPRequestHandler):
         with bmc.lock:
             bmc.requests.append({'method': method, 'path': path, 'headers': dict(self.headers), 'body': raw})
             failure = bmc.failures.get((method, path.rstrip('/'))) or bmc.failures.get((method, path))
-            public = (method == 'GET' and path.rstrip('/') in (ROOT, ROOT + '/SessionService')) or (
+            public = (method == 'GET' and path.rstrip('/') == ROOT) or (
+                method == 'GET' and path.rstrip('/') == ROOT + '/SessionService' and bmc.sessions_enabled) or (
                 method == 'POST' and path == ROOT + '/SessionService/Sessions')
             if failure:
                 status, doc, headers = failure[0], failure[1], {}
             elif not public and not bmc.authorized(self.headers):
                 status, doc, headers = 401, error_body('Base.1.0.NoValidSession', 'authentication required'), {
                     'WWW-Authenticate': 'Basic realm="fakebmc"'}
+            elif method == 'GET' and bmc.replay is not None:
+                recorded = bmc.replay.get(path) or bmc.replay.get(path.rstrip('/')) or bmc.replay.get(path + '/')
+                if recorded is None:
+                    status, doc, headers = 404, error_body('Base.1.0.ResourceMissingAtURI', 'not recorded'), {}
+                else:
+                    status, doc, headers = recorded['status'], recorded['body'], {}
             elif method == 'GET':
                 doc, status, headers = bmc.document(path), 200, {}
                 if doc is None:

@@ -153,6 +153,32 @@ def test_connection_refused():
                           '(nothing listens on %s)' % (url, url))
 
 
+def test_bmc_that_never_completes_the_connection():
+    # a listener whose accept queue is full: the kernel drops further SYNs, as a dead host would
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            try:
+                filler.connect(('127.0.0.1', port))
+            except BlockingIOError:
+                pass
+            fillers.append(filler)
+        url = 'https://127.0.0.1:%d' % port
+        error = fails(lambda: Bmc(access(url, connect_timeout=0.5)).connect())
+        assert str(error) == ('Redfish connect failed on BMC %s: the BMC is unreachable: no connection within '
+                              '0.5s (connect timeout)' % url)
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
 def test_bmc_that_accepts_but_never_answers():
     listener = socket.socket()
     listener.bind(('127.0.0.1', 0))
