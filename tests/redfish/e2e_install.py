@@ -147,6 +147,29 @@ def wait_ssh(key: str, port: int, timeout: float) -> str:
                        % (timeout, port, last))
 
 
+def watch_installer(key: str, port: int, timeout: float) -> str:
+    """Poll the live system's installer journal over SSH until it has verified the disk (or fails,
+    or finds the disk installed already). The SSH session may drop when it reboots: that ends it too
+    once the verify line was seen."""
+    deadline = time.monotonic() + timeout
+    last = ''
+    while time.monotonic() < deadline:
+        try:
+            last = ssh(key, port, 'journalctl -b -u firmvisor-install -o cat --no-pager | tail -n 4', 30)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            if 'verified' in last:
+                return last.splitlines()[-1]
+            last = last or str(exc)
+        for line in last.splitlines():
+            if 'installed firmvisor' in line and 'verified' in line:
+                return line
+            if 'already holds' in line or 'FAILED' in line or 'error' in line:
+                raise RuntimeError('installer: %s' % line)
+        time.sleep(2)
+    raise TimeoutError('timed out after %ss waiting for the installer to verify the disk (last: %s)'
+                       % (timeout, last))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument('--image', default='/var/lib/firmvisor/images/0.1.0')
@@ -154,6 +177,13 @@ def main() -> int:
     parser.add_argument('--name', default='e2e')
     parser.add_argument('--boot-timeout', type=float, default=900)
     parser.add_argument('--keep', action='store_true', help='leave the lab up (harness.py down removes it)')
+    parser.add_argument('--flow', choices=('observe', 'watch'), default='observe',
+                        help='observe: let the installer reboot and see what the box boots next (the console); '
+                             'watch: what a role can do on real hardware too - SSH into the live system, watch '
+                             'the installer there, and when it has verified the disk eject the CD, boot the '
+                             'disk and ForceRestart at once')
+    parser.add_argument('--restart-check', action=argparse.BooleanOptionalAction, default=True,
+                        help='after the install, eject the floppy and restart once more (the state persisted)')
     args = parser.parse_args()
     iso = os.path.join(args.image, 'firmvisor.iso')
     flash = os.path.join(args.image, 'firmvisor.img')
@@ -203,31 +233,37 @@ def main() -> int:
         if readback['enabled'] != 'Once':
             run.note('boot override Once reads back as %s' % readback['enabled'])
         run.step('power On', lambda: system.power('On', timeout=120))
-        run.step('console: live boot from the CD', lambda: console.wait(
-            r'firmvisor: grub: booting live', 300, 'GRUB of the ISO'))
-        run.step('console: installer starts', lambda: console.wait(
-            r'firmvisor: install: installing firmvisor[^\r\n]*', args.boot_timeout, 'the installer',
-            fail=r'firmvisor: install: (FAILED|error)[^\r\n]*|already holds[^\r\n]*'))
-        run.step('console: installed and verified', lambda: console.wait(
-            r'firmvisor: install: installed firmvisor[^\r\n]*', args.boot_timeout, 'the install to finish',
-            fail=r'firmvisor: install: (FAILED|error)[^\r\n]*'))
-        run.step('console: installer reboots', lambda: console.wait(
-            r'firmvisor: install: rebooting[^\r\n]*', 120, 'the reboot'))
-        # What the box boots next with the CD still in and the override read back as Continuous.
-        after = run.step('console: first boot after the install', lambda: console.wait(
-            r'firmvisor: grub: booting (live|slot [AB])', 300, 'GRUB after the reboot'))
-        if 'live' in after:
-            run.note('after the installer reboot the CD booted again (the emulator keeps the CD first: '
-                     'BootSourceOverrideEnabled is always Continuous)')
-            run.step('console: second live boot, installer leaves the disk alone', lambda: console.wait(
-                r'firmvisor: install: [^\r\n]*already holds[^\r\n]*', args.boot_timeout, 'the installer',
-                fail=r'firmvisor: install: installing[^\r\n]*'))
-            run.step('console: live system ready', lambda: console.wait(
-                r'firmvisor ready', args.boot_timeout, 'firmvisor ready (live)'))
-            run.step('SSH into the live system (seed key)', lambda: wait_ssh(key, state['ssh_port'], 180))
+        if args.flow == 'watch':
+            run.step('SSH into the live system (seed key)', lambda: wait_ssh(key, state['ssh_port'], args.boot_timeout))
+            run.step('watch the installer over SSH', lambda: watch_installer(key, state['ssh_port'],
+                                                                             args.boot_timeout))
+        else:
+            run.step('console: live boot from the CD', lambda: console.wait(
+                r'firmvisor: grub: booting live', 300, 'GRUB of the ISO'))
+            run.step('console: installer starts', lambda: console.wait(
+                r'firmvisor: install: installing firmvisor[^\r\n]*', args.boot_timeout, 'the installer',
+                fail=r'firmvisor: install: (FAILED|error)[^\r\n]*|already holds[^\r\n]*'))
+            run.step('console: installed and verified', lambda: console.wait(
+                r'firmvisor: install: installed firmvisor[^\r\n]*', args.boot_timeout, 'the install to finish',
+                fail=r'firmvisor: install: (FAILED|error)[^\r\n]*'))
+            run.step('console: installer reboots', lambda: console.wait(
+                r'firmvisor: install: rebooting[^\r\n]*', 120, 'the reboot'))
+            # What the box boots next with the CD still in and the override read back as Continuous.
+            after = run.step('console: first boot after the install', lambda: console.wait(
+                r'firmvisor: grub: booting (live|slot [AB])', 300, 'GRUB after the reboot'))
+            if 'live' in after:
+                run.note('after the installer reboot the CD booted again (the emulator keeps the CD first: '
+                         'BootSourceOverrideEnabled is always Continuous)')
+                run.step('console: second live boot, installer leaves the disk alone', lambda: console.wait(
+                    r'firmvisor: install: [^\r\n]*already holds[^\r\n]*', args.boot_timeout, 'the installer',
+                    fail=r'firmvisor: install: installing[^\r\n]*'))
+                run.step('console: live system ready', lambda: console.wait(
+                    r'firmvisor ready', args.boot_timeout, 'firmvisor ready (live)'))
+                run.step('SSH into the live system (seed key)', lambda: wait_ssh(key, state['ssh_port'], 180))
         run.step('eject CD', lambda: system.eject_media('cd'))
         run.step('clear boot override (to the disk)', system.clear_boot_override)
         run.step('boot override read back', system.boot_override)
+        console.offset = len(console.read())  # from here on: the boot after the restart
         run.step('ForceRestart (the new config takes effect)', lambda: system.power('ForceRestart', timeout=120))
         run.step('console: boot from the disk', lambda: console.wait(
             r'firmvisor: grub: booting slot [AB]', 300, 'GRUB of the disk', fail=r'firmvisor: grub: booting live'))
@@ -238,12 +274,14 @@ def main() -> int:
         run.step('SSH with the seed key', lambda: wait_ssh(key, state['ssh_port'], 180))
         run.step('on the host: slots', lambda: ssh(key, state['ssh_port'], 'fvslot status', 60))
         run.step('eject Floppy', lambda: system.eject_media('floppy'))
-        run.step('ForceRestart without any media', lambda: system.power('ForceRestart', timeout=120))
-        run.step('console: boot from the disk again', lambda: console.wait(
-            r'firmvisor: grub: booting slot [AB]', 300, 'GRUB of the disk'))
-        run.step('console: state restored, ready', lambda: console.wait(
-            r'firmvisor ready', args.boot_timeout, 'firmvisor ready', fail=r'firmvisor: seed: importing'))
-        run.step('SSH after the restart (state persisted)', lambda: wait_ssh(key, state['ssh_port'], 180))
+        if args.restart_check:
+            console.offset = len(console.read())
+            run.step('ForceRestart without any media', lambda: system.power('ForceRestart', timeout=120))
+            run.step('console: boot from the disk again', lambda: console.wait(
+                r'firmvisor: grub: booting slot [AB]', 300, 'GRUB of the disk'))
+            run.step('console: state restored, ready', lambda: console.wait(
+                r'firmvisor ready', args.boot_timeout, 'firmvisor ready', fail=r'firmvisor: seed: importing'))
+            run.step('SSH after the restart (state persisted)', lambda: wait_ssh(key, state['ssh_port'], 180))
         run.step('inventory after install', lambda: {k: v for k, v in system.inventory().items()
                                                      if k in ('power_state', 'boot', 'virtual_media')})
         run.step('power ForceOff', lambda: system.power('ForceOff', timeout=120))
