@@ -17,6 +17,7 @@ PACKAGES=(
   qemu-system-x86 qemu-utils
   libvirt-daemon-system libvirt-clients libvirt-dev pkg-config gcc
   ovmf genisoimage xorriso busybox-static cpio
+  mtools dosfstools
   dnsmasq-base iptables
   shellcheck
 )
