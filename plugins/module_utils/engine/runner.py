@@ -123,7 +123,7 @@ def _read_back(plans: Sequence[Plan]) -> Dict[int, Optional[Actual]]:
     def collect(plan: Plan) -> None:
         for child in plan.children:
             collect(child)
-        if plan.actions:
+        if plan.descriptions:
             by_resource.setdefault(id(plan.resource), (plan.resource, []))[1].append(plan)
 
     for plan in plans:
@@ -159,7 +159,7 @@ def _outcome(plan: Plan, check_mode: bool, after_actuals: Dict[int, Optional[Act
         children_changed = children_changed or child_changed
         warnings += child_result['warnings']
     warnings += plan.warnings
-    if check_mode or not plan.actions:
+    if check_mode or not plan.descriptions:
         after = plan.after if check_mode else plan.before
     else:
         actual = after_actuals.get(id(plan))

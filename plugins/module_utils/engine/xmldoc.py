@@ -162,7 +162,7 @@ class Document:
         """The document as text, indented as libvirt writes it (elements only: libvirt's XML has
         no mixed content, so indenting changes no value)."""
         for prefix, uri in self.namespaces.items():
-            if prefix:
+            if prefix and not re.match(r'ns\d+$', prefix):  # ElementTree keeps ns0, ns1... for itself
                 ET.register_namespace(prefix, uri)
         ET.indent(self.root, space='  ')
         return ET.tostring(self.root, encoding='unicode')

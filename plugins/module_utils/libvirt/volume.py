@@ -259,9 +259,10 @@ class Volume(Resource):
                                  url_timeout=params.get('url_timeout') or 600)], \
                 {'format': fmt, 'capacity': size}
         if source and params.get('backing'):
-            # The backing image is a path on the hypervisor; its size is read there by libvirt.
+            # The backing image is a path on the hypervisor; its size is read there by libvirt. A
+            # backing volume this run creates first (a server's base image) has its format given.
             exists = os.path.exists(source)
-            back_format = image_info(source)[0] if exists else 'qcow2'
+            back_format = params.get('backing_format') or (image_info(source)[0] if exists else 'qcow2')
             capacity = size or (image_info(source)[1] if exists else None)
             if capacity is None:
                 raise FvError('%s: size is required to back onto %s' % (what, source))

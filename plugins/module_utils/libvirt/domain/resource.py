@@ -227,7 +227,7 @@ class Vm(Resource):
                 spec = {'pool': disk['pool'], 'name': disk['name'], 'size': disk.get('size'),
                         'format': disk.get('format'), 'source': disk.get('source'), 'backing': disk.get('backing')}
                 children.append(self.volumes.plan(spec, volume))
-            elif volume is None:
+            elif volume is None and not disk.get('_planned'):  # _planned: a sibling plan creates it first
                 raise FvError('disk volume %s/%s does not exist; give size or source to create it'
                               % (disk['pool'], disk['name']))
         if seed is not None:
