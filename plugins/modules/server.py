@@ -45,7 +45,7 @@ options:
     default: present
   image:
     description:
-      - A built image (see the C(image) role): its directory or its C(manifest.json). The manifest
+      - A built image (see the C(image) role), its directory or its C(manifest.json). The manifest
         names the version and the disk's digest, which decide whether a server runs this image.
     type: path
   hostname:
@@ -93,7 +93,7 @@ options:
     default: 120
   pool:
     description:
-      - O(driver=qemu) only. The storage pool (a directory pool) of the server's volumes: the image's
+      - O(driver=qemu) only. The storage pool (a directory pool) of the server's volumes, that is the image's
         base volume (imported once per image, named by its version and digest, shared by servers), the
         server's flash (a qcow2 overlay on it), its seed and its data disks.
     type: str
@@ -183,11 +183,42 @@ options:
   seed_url:
     description: O(driver=redfish) only. Where the BMC downloads the server's seed (a floppy image) from.
     type: str
-  install_to:
+  install_disk:
     description:
-      - O(driver=redfish) only. The disk the ISO installs onto: a device path (V(/dev/sda)), or a rule
-        over the inventory, such as C({min_size: 8GiB, pick: smallest}).
-    type: raw
+      - O(driver=redfish) only. Which disk the ISO installs onto, as a rule over the BMC's inventory.
+        One selector (O(install_disk.path), O(install_disk.serial), O(install_disk.name),
+        O(install_disk.wwn)) or tests (sizes, model, media type), of which the smallest (or largest)
+        passing disk is taken. Defaults to the smallest disk of 8 GiB or more.
+    type: dict
+    suboptions:
+      path:
+        description: The disk's device path on the server (V(/dev/sda)); used as it is.
+        type: str
+      serial:
+        description: The disk's serial number.
+        type: str
+      name:
+        description: The name the BMC gives the disk.
+        type: str
+      wwn:
+        description: The disk's World Wide Name.
+        type: str
+      min_size:
+        description: Smallest size a disk may have (MiB, or with a unit such as V(8GiB)).
+        type: raw
+      max_size:
+        description: Largest size a disk may have.
+        type: raw
+      model:
+        description: A text the disk's model contains.
+        type: str
+      media_type:
+        description: V(SSD) or V(HDD), as the BMC reports it.
+        type: str
+      prefer:
+        description: Of the disks that pass, take the smallest or the largest.
+        type: str
+        choices: [smallest, largest]
   install_force:
     description: O(driver=redfish) only. Install even onto a disk that holds data or another install.
     type: bool

@@ -23,6 +23,17 @@ NETWORK_SPEC = dict(
     gateway=dict(type='str'),
     dns=dict(type='list', elements='str'),
 )
+INSTALL_DISK_SPEC = dict(
+    path=dict(type='str'),
+    serial=dict(type='str'),
+    name=dict(type='str'),
+    wwn=dict(type='str'),
+    min_size=dict(type='raw'),
+    max_size=dict(type='raw'),
+    model=dict(type='str'),
+    media_type=dict(type='str'),
+    prefer=dict(type='str', choices=['smallest', 'largest']),
+)
 DATA_DISK_SPEC = dict(
     size=dict(type='raw', required=True),
     name=dict(type='str'),
@@ -57,7 +68,7 @@ SERVER_ARGSPEC = dict(
     system=dict(type='str'),
     image_url=dict(type='str'),
     seed_url=dict(type='str'),
-    install_to=dict(type='raw'),
+    install_disk=dict(type='dict', options=INSTALL_DISK_SPEC),
     install_force=dict(type='bool', default=False),
     address=dict(type='str'),
     port=dict(type='int', default=22),

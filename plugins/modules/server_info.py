@@ -1,0 +1,116 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: firmvisor developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: server_info
+short_description: What a server is before anything is installed on it (BMC inventory)
+version_added: 0.2.0
+description:
+  - Reads what a machine's BMC knows about it (O(driver=redfish)), or what libvirt knows about a QEMU
+    server (O(driver=qemu)), in one shape - power state, CPUs, memory, NICs with their MACs, disks
+    with size, model and serial, firmware, boot options and virtual media.
+  - The C(provision) role uses it to refuse a server that cannot take the image (no disk large
+    enough, too little memory) before touching it.
+author:
+  - firmvisor developers (@firmvisor)
+extends_documentation_fragment:
+  - firmvisor.hypervisor.connection
+  - firmvisor.hypervisor.attributes.info_module
+options:
+  driver:
+    description: V(redfish) asks O(bmc); V(qemu) reads the domain O(name) on O(uri).
+    type: str
+    choices: [qemu, redfish]
+    default: qemu
+  name:
+    description: O(driver=qemu) only. The server's domain.
+    type: str
+  bmc:
+    description: O(driver=redfish) only. How to reach the BMC.
+    type: dict
+    suboptions:
+      address:
+        description: The BMC's address, a host name or C(https://host:port).
+        type: str
+        required: true
+      username:
+        description: BMC user.
+        type: str
+      password:
+        description: BMC password. Never shown in output or logs.
+        type: str
+      validate_certs:
+        description: Verify the BMC's TLS certificate.
+        type: bool
+        default: true
+      ca_path:
+        description: A CA bundle to verify the BMC's certificate with.
+        type: path
+      timeout:
+        description: Seconds each BMC request may take.
+        type: int
+        default: 60
+  system:
+    description: O(driver=redfish) only. The system's UUID or Id; defaults to the BMC's only system.
+    type: str
+  query:
+    description: A JMESPath expression over the result; its value is returned as RV(query_result).
+    type: str
+'''
+
+EXAMPLES = r'''
+- name: What the BMC knows
+  firmvisor.hypervisor.server_info:
+    driver: redfish
+    bmc:
+      address: bmc-r1-07.example.com
+      username: admin
+      password: "{{ bmc_password }}"
+  register: box
+
+- name: The disks of 8 GiB or more
+  firmvisor.hypervisor.server_info:
+    driver: redfish
+    bmc: "{{ bmc }}"
+    query: "server.disks[?size_bytes >= `8589934592`].name"
+'''
+
+RETURN = r'''
+server:
+  description: The machine.
+  returned: always
+  type: dict
+  contains:
+    system: {description: "id, uuid, name, manufacturer, model, serial.", type: dict, returned: always}
+    power_state: {description: "On, Off, PoweringOn, PoweringOff.", type: str, returned: always}
+    cpus: {description: "count, model, sockets, cores, threads.", type: dict, returned: always}
+    memory_mib: {description: "Memory in MiB.", type: int, returned: always}
+    nics: {description: "id, mac, link, speed_mbps, state.", type: list, elements: dict, returned: always}
+    disks: {description: "name, size_bytes, model, serial, media_type, protocol, wwn, source.", type: list, elements: dict, returned: always}
+    firmware: {description: "bios_version, boot_mode.", type: dict, returned: always}
+    boot: {description: "The boot override - target, enabled, mode, allowed_targets.", type: dict, returned: always}
+    virtual_media: {description: "id, name, media_types, inserted, image.", type: list, elements: dict, returned: always}
+    problems: {description: "Parts the BMC failed to serve.", type: list, elements: str, returned: always}
+query_result:
+  description: The value of O(query) over the result.
+  returned: when O(query) is given
+  type: raw
+'''
+
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.module import run_module
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.info import (
+    SERVER_INFO_ARGSPEC, SERVER_INFO_REQUIRED_IF, server_info,
+)
+
+
+def main():
+    run_module(SERVER_INFO_ARGSPEC, server_info, required_if=SERVER_INFO_REQUIRED_IF)
+
+
+if __name__ == '__main__':
+    main()
