@@ -173,9 +173,13 @@ def write(doc: Document, changes: Sequence[Change]) -> None:
             change.option.write(doc, change.after)
 
 
-def planned_document(base: Document, changes: Sequence[Change], what: str) -> Document:
-    """A copy of ``base`` with the changes written: the definition as it will be."""
-    doc = base.copy()
+def planned_document(base: Document, changes: Sequence[Change], what: str, fresh: bool = False) -> Document:
+    """A copy of ``base`` with the changes written: the definition as it will be (``base`` itself
+    when nothing changes, and written in place when it is ``fresh``, a skeleton no one else holds:
+    plans never edit a document they read)."""
+    if not changes:
+        return base
+    doc = base if fresh else base.copy()
     try:
         write(doc, changes)
     except FvError as exc:

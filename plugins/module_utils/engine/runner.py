@@ -14,6 +14,8 @@ together: all are planned before any is changed, so one bad spec changes nothing
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
@@ -52,8 +54,27 @@ class Resource:
         return {}
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """A run builds many small objects (a parsed definition per domain) that all live until it
+    ends; the cyclic collector would scan them over and over (measured: 3.5 times the parse time of
+    1000 domains). Nothing here makes cycles worth collecting before the run ends."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def plan_all(resource: Resource, specs: Sequence[Mapping[str, Any]]) -> List[Plan]:
     """Plan every spec; every bad one is named in one error, before anything changes."""
+    with gc_paused():
+        return _plan_all(resource, specs)
+
+
+def _plan_all(resource: Resource, specs: Sequence[Mapping[str, Any]]) -> List[Plan]:
     actuals = resource.read([resource.key(spec) for spec in specs])
     plans, errors = [], []
     for spec in specs:
@@ -182,9 +203,10 @@ def converge(resource: Resource, specs: Sequence[Mapping[str, Any]]) -> List[Dic
 
 def execute(plans: Sequence[Plan], check_mode: bool) -> List[Dict[str, Any]]:
     """Carry out planned plans (not in check mode), read back and report."""
-    notes = {} if check_mode else carry_out(plans)
-    after_actuals = {} if check_mode else _read_back(plans)
-    return [_outcome(plan, check_mode, after_actuals, notes)[0] for plan in plans]
+    with gc_paused():
+        notes = {} if check_mode else carry_out(plans)
+        after_actuals = {} if check_mode else _read_back(plans)
+        return [_outcome(plan, check_mode, after_actuals, notes)[0] for plan in plans]
 
 
 def converge_one(resource: Resource, params: Mapping[str, Any]) -> Dict[str, Any]:

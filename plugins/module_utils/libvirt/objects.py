@@ -125,10 +125,10 @@ class DefinedObject(Resource):
             raise FvError('%s: %s' % (what, exc))
         changes = compare(self.table, desired, actual.values if actual is not None else None)
         base = actual.doc if actual is not None else self.new_document(name)
-        planned = planned_document(base, changes, what)
+        planned = planned_document(base, changes, what, fresh=actual is None)
         self.validate(params, desired, planned)
         if changes:
-            self.validation.definition(self.kind, planned, what)
+            self.validation.definition(self.kind, planned.tostring(), what)
 
         actions: List[Action] = []
         warnings: List[str] = []

@@ -17,7 +17,6 @@ import tempfile
 from typing import Any, Dict, Optional, Tuple
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import error_text, libvirt
 
 _SCRATCH: Dict[str, Any] = {}
@@ -54,11 +53,11 @@ class Validation:
         self.conn = conn
         self._caps: Dict[Tuple[str, str, str], Any] = {}
 
-    def definition(self, kind: str, doc: Document, what: str) -> None:
+    def definition(self, kind: str, xml: str, what: str) -> None:
         """Would libvirt accept this domain / network / pool definition? Its refusal reads as the
         define's would, made before anything changed."""
         try:
-            _define(kind, doc.tostring())
+            _define(kind, xml)
         except (libvirt.libvirtError, ValueError) as exc:  # ValueError: text libvirt cannot take (a NUL)
             raise FvError('%s: define: %s' % (what, error_text(exc)))
 

@@ -151,9 +151,11 @@ class Vm(Resource):
         except FvError as exc:
             raise FvError('%s: %s' % (what, exc))
         changes = compare(self.table, desired, actual.values if actual is not None else None)
-        planned = planned_document(actual.doc if actual is not None else new_domain(name), changes, what)
+        planned = planned_document(actual.doc if actual is not None else new_domain(name), changes, what,
+                                   fresh=creating)
+        xml = planned.tostring() if changes else ''
         if changes:
-            self._validate(planned, changes, creating, what)
+            self._validate(planned, xml, changes, creating, what)
 
         power = Power(handle, name, self.waiter, params)
         current = actual.runtime['state'] if actual is not None else 'stopped'
@@ -161,9 +163,9 @@ class Vm(Resource):
         actions: List[Action] = []
         reboot_required = False
         if creating:
-            actions.append(self._define(handle, planned, 'define domain %s' % name))
+            actions.append(self._define(handle, name, xml, 'define domain %s' % name))
         elif changes:
-            actions.append(self._define(handle, planned, 'update domain %s' % name, actual.doc))
+            actions.append(self._define(handle, name, xml, 'update domain %s' % name, actual.doc))
             if is_active(current) and wanted != 'stopped':
                 if strongest(changes) == RESTART and params['apply_changes'] == 'restart':
                     actions += [power.shut_down('restart %s: shut down' % name, paused=current == 'paused'),
@@ -190,18 +192,23 @@ class Vm(Resource):
         declared = {'state': state} if wanted != 'present' else {}
         if autostart is not None:
             declared['autostart'] = autostart
+        before = self.view(name, actual)
+        if actions or children:
+            after = self.view(name, Actual(handle.obj, planned, read_all(self.table, planned) if changes
+                                           else actual.values, runtime))
+        else:
+            after = before  # nothing to do: the plan's after is what is
         return Plan(
-            resource=self, key=name, what=what, before=self.view(name, actual),
-            after=self.view(name, Actual(handle.obj, planned, read_all(self.table, planned), runtime)),
+            resource=self, key=name, what=what, before=before, after=after,
             shown=shown, desired=desired, runtime=declared, changes=tuple(changes), actions=tuple(actions),
             children=children, warnings=tuple(warnings), facts={'reboot_required': reboot_required})
 
-    def _validate(self, planned: Document, changes: Sequence[Change], creating: bool, what: str) -> None:
+    def _validate(self, planned: Document, xml: str, changes: Sequence[Change], creating: bool, what: str) -> None:
         """libvirt's checks: the host runs this machine and virt type, and parses the definition."""
         if creating or {'machine', 'virt_type'} & {c.name for c in changes}:
             self.validation.machine(planned.attr('os/type', 'arch') or 'x86_64', planned.attr('os/type', 'machine'),
                                     planned.root.get('type') or 'qemu', what)
-        self.validation.definition('domain', planned, what)
+        self.validation.definition('domain', xml, what)
 
     def _volumes(self, params: Mapping[str, Any], desired: Dict[str, Any], actual: Optional[Actual]) -> Tuple[Plan, ...]:
         """Each declared disk's volume exists or is planned; the seed's too. Marks the disks with
@@ -268,12 +275,11 @@ class Vm(Resource):
         return self._bridges[bridge]
 
     # ---- actions --------------------------------------------------------------------------------
-    def _define(self, handle: Handle, doc: Document, description: str, previous: Optional[Document] = None) -> Action:
-        name = doc.text('name')
-
+    def _define(self, handle: Handle, name: str, xml: str, description: str,
+                previous: Optional[Document] = None) -> Action:
         def run() -> None:
             with mapped('vm %s: define' % name):
-                handle.obj = self.conn.defineXML(doc.tostring())
+                handle.obj = self.conn.defineXML(xml)
 
         if previous is None:
             return Action(description, run, lambda: undefine(handle.obj), 'undefine domain %s' % name)
