@@ -95,6 +95,7 @@ server:
     firmware: {description: "bios_version, boot_mode.", type: dict, returned: always}
     boot: {description: "The boot override - target, enabled, mode, allowed_targets.", type: dict, returned: always}
     virtual_media: {description: "id, name, media_types, inserted, image.", type: list, elements: dict, returned: always}
+    management: {description: "A QEMU server's management address and SSH port (on the libvirt host).", type: dict, returned: always}
     problems: {description: "Parts the BMC failed to serve.", type: list, elements: str, returned: always}
 query_result:
   description: The value of O(query) over the result.

@@ -15,6 +15,7 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.conne
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.resource import Vm
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.options import BMC_SPEC, DRIVERS
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.qemu import ADDRESS, forwarded_port
 
 SERVER_INFO_ARGSPEC = dict(
     driver=dict(type='str', default='qemu', choices=list(DRIVERS)),
@@ -37,7 +38,7 @@ def bmc_access(bmc: Mapping[str, Any]) -> Any:
 def redfish_inventory(params: Mapping[str, Any]) -> Dict[str, Any]:
     from ansible_collections.firmvisor.hypervisor.plugins.module_utils.redfish.bmc import Bmc
     with Bmc(bmc_access(params['bmc'])).connect() as bmc:
-        return bmc.system(params.get('system')).inventory()
+        return dict(bmc.system(params.get('system')).inventory(), management=None)
 
 
 def qemu_inventory(conn: Any, name: str) -> Dict[str, Any]:
@@ -62,6 +63,7 @@ def qemu_inventory(conn: Any, name: str) -> Dict[str, Any]:
         else:
             disks.append(entry)
     boot = [elem for elem in doc.findall('devices/disk') if doc.find('boot', elem) is not None]
+    port = forwarded_port(values.get('qemu_args'))
     firmware = values.get('firmware')
     return {
         'system': {'id': name, 'uuid': actual.runtime['uuid'], 'name': name, 'manufacturer': 'QEMU',
@@ -78,6 +80,7 @@ def qemu_inventory(conn: Any, name: str) -> Dict[str, Any]:
                  'enabled': 'Continuous', 'mode': 'UEFI' if firmware == 'efi' else 'Legacy',
                  'allowed_targets': ['Hdd', 'Cd']},
         'virtual_media': media,
+        'management': {'address': ADDRESS, 'port': port} if port else None,
         'problems': [],
     }
 
