@@ -175,7 +175,8 @@ class QemuServer(Resource):
             facts['reflash_required'] = True
             warnings.append('%s runs %s, %s is declared: not reflashed (reflash=true writes the new image and '
                             'a fresh state; data disks are kept)' % (what, actual.runtime['image'], image.volume))
-        if starts and params.get('wait', True):
+        if params.get('wait', True) and (starts or not ssh_answers(ADDRESS, port, timeout=2)):
+            # Started by this run, or running but not answering yet (an earlier run timed out).
             actions.append(self._wait_ready(name, port, params['wait_timeout']))
 
         flashed = image.volume if flashing else actual.runtime['image']
