@@ -148,23 +148,44 @@ def wait_ssh(key: str, port: int, timeout: float) -> str:
 
 
 def watch_installer(key: str, port: int, timeout: float) -> str:
-    """Poll the live system's installer journal over SSH until it has verified the disk (or fails,
-    or finds the disk installed already). The SSH session may drop when it reboots: that ends it too
-    once the verify line was seen."""
+    """Follow the live system's installer journal over SSH (journalctl -f) until it has written and
+    verified the disk. The stream carries the verify line before the reboot ends the session; when
+    the session drops before that, reconnect (a second live boot that finds the disk installed after
+    this watch saw the install start also means it is done)."""
+    import select
     deadline = time.monotonic() + timeout
+    seen_installing = False
     last = ''
+    argv = ['ssh', '-i', key, '-p', str(port), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
+            '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR', '-o', 'ServerAliveInterval=5',
+            '-o', 'ServerAliveCountMax=2', 'root@127.0.0.1',
+            'journalctl -b -u firmvisor-install -o cat -f --no-pager -n all']
     while time.monotonic() < deadline:
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
-            last = ssh(key, port, 'journalctl -b -u firmvisor-install -o cat --no-pager | tail -n 4', 30)
-        except (RuntimeError, subprocess.TimeoutExpired) as exc:
-            if 'verified' in last:
-                return last.splitlines()[-1]
-            last = last or str(exc)
-        for line in last.splitlines():
-            if 'installed firmvisor' in line and 'verified' in line:
-                return line
-            if 'already holds' in line or 'FAILED' in line or 'error' in line:
-                raise RuntimeError('installer: %s' % line)
+            assert process.stdout is not None
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([process.stdout], [], [], 2.0)
+                if not ready:
+                    continue
+                line = process.stdout.readline()
+                if not line:
+                    break  # the session ended (the reboot, or not up yet)
+                last = line.strip()
+                if 'installing firmvisor' in last:
+                    seen_installing = True
+                elif 'installed firmvisor' in last and 'verified' in last:
+                    return last
+                elif 'already holds' in last:
+                    if seen_installing:
+                        return 'installed (this watch saw it start; the next boot found it on the disk): ' + last
+                    raise RuntimeError('installer: %s' % last)
+                elif 'FAILED' in last or 'error' in last:
+                    raise RuntimeError('installer: %s' % last)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
         time.sleep(2)
     raise TimeoutError('timed out after %ss waiting for the installer to verify the disk (last: %s)'
                        % (timeout, last))

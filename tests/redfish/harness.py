@@ -322,7 +322,8 @@ class Lab:
                 _stop_group(pid)
                 removed.append('process %s (%d)' % (key, pid))
         removed += self._remove_libvirt()
-        for path in (self.console_log,):
+        # the console log and libvirt's own QEMU log of the box
+        for path in (self.console_log, os.path.join(CONSOLE_DIR, self.domain_name + '.log')):
             if os.path.exists(path):
                 os.unlink(path)
                 removed.append(path)
@@ -337,6 +338,7 @@ class Lab:
 
     def _remove_libvirt(self) -> List[str]:
         import libvirt
+        libvirt.registerErrorHandler(lambda *_: None, None)  # "not found" is the normal case here
         removed = []
         conn = libvirt.open(URI)
         try:

@@ -24,7 +24,8 @@ KEY2 = 'ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY= bac
 
 def fvstate():
     """The image's own fv-state module (wherever the image's source lives now)."""
-    paths = sorted(glob.glob(os.path.join(REPO, '**', 'usr', 'lib', 'firmvisor', 'fvstate.py'), recursive=True))
+    paths = sorted(glob.glob(os.path.join(REPO, 'image', '**', 'fvstate.py'), recursive=True) +
+                   glob.glob(os.path.join(REPO, 'roles', 'image', '**', 'fvstate.py'), recursive=True))
     assert paths, 'fvstate.py not found in the repository'
     spec = importlib.util.spec_from_file_location('fvstate_for_seed_tests', paths[0])
     module = importlib.util.module_from_spec(spec)
