@@ -27,8 +27,16 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import mapped, persistent_xml
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.validation import Validation
 
-OWNER = 'firmvisor.hypervisor'
 STATES = ('present', 'active', 'inactive', 'absent')
+
+
+def defined_view(key: Any, actual: Actual) -> Dict[str, Any]:
+    """A libvirt object as results and info modules show it: its table's values, its runtime facts,
+    its name and whether this collection made it."""
+    result = {name: public(value) for name, value in actual.values.items()}
+    result.update(actual.runtime)
+    result.update(name=key, owned=actual.doc.owned())
+    return result
 
 
 class DefinedObject(Resource):
@@ -106,11 +114,7 @@ class DefinedObject(Resource):
     def view(self, key: Any, actual: Optional[Actual]) -> Dict[str, Any]:
         if actual is None:
             return dict(ABSENT)
-        result = {name: public(value) for name, value in actual.values.items()}
-        result.update(actual.runtime)
-        result.update(name=key, owned=actual.doc.owner() == OWNER,
-                      state='active' if actual.runtime['active'] else 'inactive')
-        return result
+        return dict(defined_view(key, actual), state='active' if actual.runtime['active'] else 'inactive')
 
     def plan(self, params: Mapping[str, Any], actual: Optional[Actual]) -> Plan:
         name = params['name']
