@@ -39,7 +39,7 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domai
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.seed import (
     build_iso, seed_files, seed_name,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.objects import defined_view
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.objects import autostart_action, defined_view
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.validation import Validation
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.volume import Volume
 
@@ -178,9 +178,7 @@ class Vm(Resource):
         autostart = params.get('autostart')
         if autostart is not None and (creating or autostart != actual.runtime['autostart']):
             before = bool(actual.runtime['autostart']) if actual is not None else False
-            actions.append(Action('set autostart of %s to %s' % (name, autostart),
-                                  handle.call('setAutostart', int(autostart)),
-                                  handle.call('setAutostart', int(before)), 'reset autostart of %s' % name))
+            actions.append(autostart_action(handle, name, autostart, before))
         actions += power.transitions(current, wanted)
 
         state = current if wanted == 'present' else wanted
