@@ -60,7 +60,7 @@ deb=$(ls "$work"/dl/*.deb)
 pkg_version=$(dpkg-deb -f "$deb" Version)
 dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work/kernel" --wildcards \
   "./boot/vmlinuz-*" "*/kernel/drivers/acpi/button.ko*" "*/kernel/drivers/input/evdev.ko*"
-vmlinuz=$(ls "$work"/kernel/boot/vmlinuz-* | head -n1)
+vmlinuz=$(find "$work/kernel/boot" -name "vmlinuz-*" | sort | head -n1)
 [ -s "$vmlinuz" ] || die "no boot/vmlinuz-* in $pkg"
 
 # --- initramfs -------------------------------------------------------------------------------

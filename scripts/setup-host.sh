@@ -18,13 +18,16 @@ PACKAGES=(
   libvirt-daemon-system libvirt-clients libvirt-dev pkg-config gcc
   ovmf genisoimage xorriso busybox-static cpio
   dnsmasq-base iptables
+  # image: make lint (shellcheck), the image unit tests (FAT, ext4 and GRUB images), the remote
+  # build test (an sshd on 127.0.0.1, started and stopped by the test itself)
+  shellcheck dosfstools mtools e2fsprogs grub-common grub-pc-bin openssh-server
 )
 
 log() { printf 'setup-host: %s\n' "$*"; }
 die() { printf 'setup-host: ERROR: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root"
-command -v dpkg-query >/dev/null && command -v apt-get >/dev/null || die "needs Debian (dpkg/apt)"
+if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then die "needs Debian (dpkg/apt)"; fi
 
 # --- 1. packages ------------------------------------------------------------------------------
 # python3-venv only when the interpreter setup-venv.sh would pick cannot make a venv
@@ -76,7 +79,7 @@ start_daemon() {  # name, extra env...
   log "$name: starting"
   (
     # close every inherited descriptor above stderr (a CI runner's pipes, make's jobserver)
-    for fd in /proc/$BASHPID/fd/*; do
+    for fd in "/proc/$BASHPID/fd/"*; do
       fd=${fd##*/}
       [ "$fd" -gt 2 ] 2>/dev/null && { eval "exec $fd>&-" 2>/dev/null || true; }
     done

@@ -56,7 +56,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-FILES = os.path.join(ROOT, 'roles', 'image', 'files')
+FILES = os.path.join(ROOT, 'image')
 COLLECTIONS = os.path.join(ROOT, '.collections')
 LOGS = os.path.join(ROOT, '.cache', 'bench', 'image')
 
@@ -215,7 +215,7 @@ def tree_bytes(path: str) -> int:
 
 
 def fv_tree_bytes(dest: str) -> Optional[int]:
-    """The firmvisor root tree before squashing, as build-rootfs.sh logged it (``du -sm``)."""
+    """The firmvisor root tree before squashing, as build/rootfs.sh logged it (``du -sm``)."""
     try:
         with open(os.path.join(dest, 'build.log'), errors='replace') as handle:
             found = re.findall(r'^image: root filesystem: (\d+) MiB', handle.read(), re.M)
@@ -225,13 +225,13 @@ def fv_tree_bytes(dest: str) -> Optional[int]:
 
 
 def fv_squash_opts(files: str) -> List[str]:
-    """firmvisor's mksquashfs compression options, as build-rootfs.sh has them (its default level)."""
-    with open(os.path.join(files, 'build-rootfs.sh')) as handle:
+    """firmvisor's mksquashfs compression options, as build/squashfs.sh has them (its default level)."""
+    with open(os.path.join(files, 'build', 'squashfs.sh')) as handle:
         script = handle.read()
     level = re.search(r'-Xcompression-level "\$\{FV_SQUASH_LEVEL:-(\d+)\}"', script)
     block = re.search(r'-Xcompression-level \S+ -b (\d+)', script)
     if not level or not block or '-comp zstd' not in script:
-        raise BenchError('cannot read the squashfs options of build-rootfs.sh')
+        raise BenchError('cannot read the squashfs options of build/squashfs.sh')
     return ['-comp', 'zstd', '-Xcompression-level', level.group(1), '-b', block.group(1)]
 
 
@@ -334,7 +334,7 @@ class Bench:
         self.args = args
         self.dest = args.dest
         self.scratch = args.scratch
-        # The build files: a snapshot of the committed roles/image/files (snapshot_files), so that
+        # The build files: a snapshot of the committed image/ tree (snapshot_files), so that
         # edits others make in the working tree during the run change neither build nor digest.
         self.files = FILES
         self.commit = output(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'])
@@ -375,13 +375,13 @@ class Bench:
             return
         folder = os.path.join(self.scratch, 'src')
         os.makedirs(folder)
-        archive = subprocess.run(['git', '-C', ROOT, 'archive', self.commit, 'roles/image/files'],
+        archive = subprocess.run(['git', '-C', ROOT, 'archive', self.commit, 'image'],
                                  capture_output=True, check=False)
         if archive.returncode != 0:
             raise BenchError('git archive failed: %s' % archive.stderr.decode(errors='replace'))
         subprocess.run(['tar', '-x', '-C', folder], input=archive.stdout, check=True)
-        self.files = os.path.join(folder, 'roles', 'image', 'files')
-        log('build files: roles/image/files of commit %s (a snapshot in %s)' % (self.commit, self.files))
+        self.files = os.path.join(folder, 'image')
+        log('build files: image/ of commit %s (a snapshot in %s)' % (self.commit, self.files))
 
     # -- baselines --
     def baseline_cpu(self) -> None:
@@ -696,11 +696,11 @@ class Bench:
         except OSError:
             debian = 'unknown'
         if self.files == FILES:
-            dirty = output(['git', '-C', ROOT, 'status', '--porcelain', '--', 'roles/image/files'])
-            source = 'commit %s, roles/image/files from the working tree%s' % (
+            dirty = output(['git', '-C', ROOT, 'status', '--porcelain', '--', 'image'])
+            source = 'commit %s, image/ from the working tree%s' % (
                 self.commit, ' (with uncommitted changes)' if dirty else '')
         else:
-            source = 'commit %s (roles/image/files exactly as committed)' % self.commit
+            source = 'commit %s (image/ exactly as committed)' % self.commit
         return {
             'firmvisor source': source,
             'host CPUs (nproc)': str(os.cpu_count()),
@@ -787,7 +787,7 @@ def render(results: Dict[str, Any]) -> str:
         ratio(fs['disk_allocated'], ps['disk_allocated']))
     row('ISO (`firmvisor.iso`)', mb(fs['iso']), '', '— (none)', '', '—')
     row('initrd', mb(fs['initrd']), '', mb(ps['initrd']), '', ratio(fs['initrd'], ps['initrd']))
-    row('root tree, uncompressed (`du`; firmvisor: as build-rootfs.sh logs it, whole MiB)',
+    row('root tree, uncompressed (`du`; firmvisor: as build/rootfs.sh logs it, whole MiB)',
         mb(fv.get('tree')), '', mb(plain['tree']), '', ratio(fv.get('tree'), plain['tree']))
     row('packages installed', str(fv['packages']), '', str(plain['packages']), '', '—')
     row('cold build, wall (firmvisor: `ansible` … `image_build force=true`)', secs(fv['cold_wall']),
@@ -841,7 +841,7 @@ def render(results: Dict[str, Any]) -> str:
     lines += [
         '', '### How each number was measured', '',
         '- **firmvisor build**: `.venv/bin/ansible localhost -m firmvisor.hypervisor.image_build` with '
-        '`dest` %s, `files` roles/image/files (by default a `git archive` snapshot of the commit named '
+        '`dest` %s, `files` image/ (by default a `git archive` snapshot of the commit named '
         'above, so that edits made in the working tree during the run do not count); the cold build with '
         '`force: true` (wall time of the whole '
         '`ansible` run; the module\'s `build_seconds` beside it), then the same call without `force`, '
@@ -910,7 +910,7 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                         help='bench development: skip the cold build, use the build in --dest')
     parser.add_argument('--keep-scratch', action='store_true')
     parser.add_argument('--working-tree', action='store_true',
-                        help='build from roles/image/files as it is now, not from a snapshot of HEAD')
+                        help='build from image/ as it is now, not from a snapshot of HEAD')
     return parser.parse_args(argv)
 
 

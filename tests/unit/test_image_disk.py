@@ -6,37 +6,22 @@ patching, and whole disks assembled from small dummy pieces (contents, verify, d
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
-import shutil
 import struct
 import subprocess
-import sys
 import uuid
 import zlib
 
 import pytest
 
-FILES = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'image', 'files')
-ASSEMBLE = os.path.join(FILES, 'assemble.py')
+from image_tools import assemble, fvinstall as fv_install, fvlib
 
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-assemble = _load('fv_assemble', ASSEMBLE)
+ASSEMBLE = assemble.__file__
 
 MIB = 1 << 20
 SECTOR = 512
-TOOLS = ('mkfs.vfat', 'mcopy', 'mmd', 'mtype', 'mkfs.ext4')
-needs_tools = pytest.mark.skipif(any(shutil.which(tool) is None for tool in TOOLS),
-                                 reason='needs dosfstools, mtools and e2fsprogs')
+# dosfstools, mtools, e2fsprogs, fdisk and grub-pc-bin come from scripts/setup-host.sh.
 GRUB_PC = '/usr/lib/grub/i386-pc'
 
 
@@ -152,14 +137,12 @@ def test_grubenv_limits():
         assemble.parse_grubenv(b'x' * 1024)
 
 
-def test_grubenv_matches_the_host_tool():
-    fvslot_path = os.path.join(FILES, 'overlay', 'usr', 'lib', 'firmvisor', 'fvslot.py')
-    if not os.path.exists(fvslot_path):
-        pytest.skip('no fvslot.py')
-    fvslot = _load('fv_fvslot_for_disk', fvslot_path)
+def test_grubenv_is_the_host_tools_format():
+    """One format for the disk writer and the host tools: assemble.py's block is fvlib's."""
     values = {'fv_active': 'A', 'fv_next': 'B'}
-    assert fvslot.format_grubenv(values) == assemble.format_grubenv(values)
-    assert fvslot.parse_grubenv(assemble.initial_grubenv()) == {'fv_active': 'A', 'fv_next': ''}
+    assert assemble.format_grubenv is fvlib.format_grubenv
+    assert fvlib.parse_grubenv(assemble.initial_grubenv()) == {'fv_active': 'A', 'fv_next': ''}
+    assert fvlib.parse_grubenv(fvlib.format_grubenv(values)) == values
 
 
 # ---- GRUB for BIOS: boot.img and core.img -----------------------------------------------------------
@@ -220,7 +203,6 @@ def test_core_img_refusals():
         assemble.patch_core_img(bytes(100), 2048)
 
 
-@pytest.mark.skipif(shutil.which('grub-mkimage') is None or not os.path.isdir(GRUB_PC), reason='needs grub-pc-bin')
 def test_real_core_img_patch(tmp_path):
     out = tmp_path / 'core.img'
     subprocess.run(['grub-mkimage', '-d', GRUB_PC, '-O', 'i386-pc', '-o', str(out), '-p', '(,gpt2)/grub',
@@ -277,11 +259,8 @@ def mtype(disk_path, fat_path):
                           capture_output=True, env=dict(os.environ, MTOOLS_SKIP_CHECK='1')).stdout
 
 
-@needs_tools
 def test_disk_table_matches_sfdisk(disk):
     path, report = disk
-    if shutil.which('sfdisk') is None:
-        pytest.skip('no sfdisk')
     proc = subprocess.run(['sfdisk', '--json', str(path)], capture_output=True, text=True, check=True)
     table = json.loads(proc.stdout)['partitiontable']
     assert table['label'] == 'gpt' and table['sectorsize'] == 512
@@ -294,7 +273,6 @@ def test_disk_table_matches_sfdisk(disk):
     assert verify.returncode == 0 and 'No errors detected' in verify.stdout
 
 
-@needs_tools
 def test_disk_contents(disk, pieces):
     path, report = disk
     table = assemble.plan_table(version='9.8.7')
@@ -336,7 +314,6 @@ def test_disk_contents(disk, pieces):
                                                       'gpt-backup']
 
 
-@needs_tools
 def test_same_pieces_same_disk(disk, pieces, tmp_path):
     path, report = disk
     for source in pieces.iterdir():   # the pieces' own times do not matter
@@ -346,7 +323,6 @@ def test_same_pieces_same_disk(disk, pieces, tmp_path):
     assert sha256(again) == sha256(path) == report['sha256']
 
 
-@needs_tools
 def test_verify_reads_back(disk, tmp_path, capsys):
     path, report = disk
     report_path = tmp_path / 'report.json'
@@ -374,7 +350,6 @@ def test_verify_reads_back(disk, tmp_path, capsys):
     assert assemble.read_region(str(path), region['offset'], region['length']) == region['sha256']
 
 
-@needs_tools
 def test_slot_b_and_env_editing(pieces, tmp_path):
     out = tmp_path / 'ab.raw'
     assert assemble.main(disk_args(pieces, out, '--slot-b', str(pieces / 'root.squashfs'),
@@ -388,7 +363,6 @@ def test_slot_b_and_env_editing(pieces, tmp_path):
     assert len(block) == 1024 and assemble.parse_grubenv(block) == {'fv_active': 'A', 'fv_next': 'B'}
 
 
-@needs_tools
 def test_refusals(pieces, tmp_path, capsys):
     # a regular file is not a device; a block device is not overwritten without --device
     assert assemble.main(disk_args(pieces, tmp_path / 'x.raw', '--device')) == 1
@@ -410,20 +384,6 @@ def test_refusals(pieces, tmp_path, capsys):
 
 
 # ---- fv-install: the on-host installer's checks (fake /sys, /dev nodes as files) -----------------------
-def _load_fv_install():
-    from importlib.machinery import SourceFileLoader
-    path = os.path.join(FILES, 'overlay', 'usr', 'lib', 'firmvisor', 'fv-install')
-    loader = SourceFileLoader('fv_install', path)
-    spec = importlib.util.spec_from_loader('fv_install', loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules['fv_install'] = module
-    loader.exec_module(module)
-    return module
-
-
-fv_install = _load_fv_install()
-
-
 def iso_volume(label):
     data = bytearray(34816)
     data[32768:32774] = b'\x01CD001'
@@ -433,11 +393,11 @@ def iso_volume(label):
 
 def fat_volume(label, fat32=True):
     boot = bytearray(512)
-    boot[510:] = b'\x55\xaa'
+    boot[0], boot[510:] = 0xEB, b'\x55\xaa'  # a jump, and the boot signature
     if fat32:
         boot[71:82], boot[82:90] = label.encode().ljust(11), b'FAT32   '
     else:
-        boot[43:54], boot[54:62] = label.encode().ljust(11), b'FAT16   '
+        boot[0x26], boot[43:54], boot[54:62] = 0x29, label.encode().ljust(11), b'FAT16   '
     return bytes(boot)
 
 
@@ -468,19 +428,22 @@ def machine(tmp_path, monkeypatch):
     cmdline, mounts = tmp_path / 'cmdline', tmp_path / 'mounts'
     cmdline.write_text('BOOT_IMAGE=/boot/vmlinuz fv.live=1 console=ttyS0,115200\n')
     mounts.write_text('proc /proc proc rw 0 0\n/dev/vdb1 /mnt ext4 rw 0 0\n')
-    monkeypatch.setattr(fv_install, 'block_name', lambda device, paths: os.path.basename(os.path.realpath(device)))
-    paths = fv_install.Paths(cmdline=str(cmdline), mounts=str(mounts), sys_block=str(sys_block), dev=str(dev),
-                             run=str(tmp_path / 'run'), seeds=())
+    monkeypatch.setattr(fv_install, 'block_name', lambda paths, device: os.path.basename(os.path.realpath(device)))
+    paths = fvlib.Paths(cmdline=str(cmdline), mounts=str(mounts), sys_block=str(sys_block), dev=str(dev),
+                        run=str(tmp_path / 'run'))
     return paths, tmp_path
 
 
 def test_volume_labels(machine):
     paths, _ = machine
-    assert fv_install.volume_label(os.path.join(paths.dev, 'sdb')) == 'FVISO'
-    assert fv_install.volume_label(os.path.join(paths.dev, 'sdc')) == 'FVSEED'
-    assert fv_install.volume_label(os.path.join(paths.dev, 'vda')) is None
-    assert fv_install.find_labelled('FVISO', paths) == ['sdb']
-    assert fv_install.find_labelled('FVSEED', paths) == ['sdc']
+    def label(name):
+        with open(os.path.join(paths.dev, name), 'rb') as handle:
+            return fvlib.volume_label(handle.read(fvlib.LABEL_PROBE_BYTES))
+    assert label('sdb') == ('iso9660', 'FVISO')
+    assert label('sdc') == ('vfat', 'FVSEED')
+    assert label('vda') is None
+    assert [found[0] for found in fvlib.labelled(paths, 'FVISO')] == ['sdb']
+    assert [found[0] for found in fvlib.labelled(paths, 'FVSEED')] == ['sdc']
 
 
 def test_target_checks(machine):
@@ -514,7 +477,6 @@ def medium(tmp_path):
     for relative in fv_install.PIECES.values():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_bytes(b'piece')
-    shutil.copyfile(ASSEMBLE, root / 'install' / 'assemble.py')
     (root / 'install' / 'version').write_text('1.2.3\n')
     return root
 

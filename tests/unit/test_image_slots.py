@@ -4,18 +4,10 @@ inactive slot, boot-once and mark-good, on a fake /sys and boot partition (no ro
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 
 import pytest
-
-FVSLOT = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'image', 'files', 'overlay', 'usr', 'lib',
-                      'firmvisor', 'fvslot.py')
-spec = importlib.util.spec_from_file_location('fvslot', FVSLOT)
-fvslot = importlib.util.module_from_spec(spec)
-sys.modules['fvslot'] = fvslot  # dataclasses look their module up
-spec.loader.exec_module(fvslot)
+from image_tools import fvslot
 
 
 @pytest.fixture

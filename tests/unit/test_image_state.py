@@ -4,22 +4,15 @@
 """fv-state, the on-host persisted configuration: seed parsing, the files a seed makes, the state tar,
 the atomic save and the restore (docs/image.md). No root, no devices: every path is a temporary one."""
 
-import importlib.util
 import io
 import json
 import os
 import shutil
-import sys
+import subprocess
 import tarfile
 
 import pytest
-
-FVSTATE = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'image', 'files', 'overlay', 'usr', 'lib',
-                       'firmvisor', 'fvstate.py')
-spec = importlib.util.spec_from_file_location('fvstate', FVSTATE)
-fvstate = importlib.util.module_from_spec(spec)
-sys.modules['fvstate'] = fvstate  # dataclasses look their module up
-spec.loader.exec_module(fvstate)
+from image_tools import fvlib, fvstate
 
 KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example'
 NIC = {'name': 'ens16', 'mac': '52:54:00:12:34:56', 'permanent': True}
@@ -27,7 +20,7 @@ NIC = {'name': 'ens16', 'mac': '52:54:00:12:34:56', 'permanent': True}
 
 # ---- seed -------------------------------------------------------------------------------------------
 def test_good_seed():
-    seed, problems = fvstate.parse_seed(json.dumps({
+    seed, problems = fvlib.parse_seed(json.dumps({
         'hostname': 'hv1', 'authorized_keys': [KEY, '  ' + KEY + '  '],
         'network': {'mode': 'static', 'address': '192.0.2.10/24', 'gateway': '192.0.2.1', 'dns': ['192.0.2.53']},
         'install_to': '/dev/vda'}).encode())
@@ -40,7 +33,7 @@ def test_good_seed():
 
 
 def test_minimal_dhcp_seed():
-    seed, problems = fvstate.parse_seed('{"hostname": "hv2", "authorized_keys": ["%s"], '
+    seed, problems = fvlib.parse_seed('{"hostname": "hv2", "authorized_keys": ["%s"], '
                                         '"network": {"mode": "dhcp"}}' % KEY)
     assert problems == []
     assert (seed.hostname, seed.network, seed.install_to) == ('hv2', {'mode': 'dhcp'}, None)
@@ -54,15 +47,15 @@ def test_minimal_dhcp_seed():
     (b'"hv1"', 'not an object'),
 ])
 def test_malformed_seed_gives_defaults(data, reason):
-    seed, problems = fvstate.parse_seed(data)
-    assert seed == fvstate.Seed()
+    seed, problems = fvlib.parse_seed(data)
+    assert seed == fvlib.Seed()
     assert len(problems) == 1 and reason in problems[0] and 'defaults' in problems[0]
 
 
 def test_wrong_types_give_each_field_its_default():
-    seed, problems = fvstate.parse_seed(json.dumps({
+    seed, problems = fvlib.parse_seed(json.dumps({
         'hostname': 42, 'authorized_keys': KEY, 'network': 'dhcp', 'install_to': 7, 'install_force': 'yes'}))
-    assert seed == fvstate.Seed()
+    assert seed == fvlib.Seed()
     text = '\n'.join(problems)
     for word in ('hostname must be a string', 'authorized_keys must be a list', 'network must be an object',
                  'install_to must be a device path', 'install_force must be true or false',
@@ -71,11 +64,11 @@ def test_wrong_types_give_each_field_its_default():
 
 
 def test_bad_values_are_reported_and_dropped():
-    seed, problems = fvstate.parse_seed(json.dumps({
+    seed, problems = fvlib.parse_seed(json.dumps({
         'hostname': 'bad_name!', 'authorized_keys': [KEY, 'not a key', 3, KEY + '\nssh-rsa AAAA injected'],
         'network': {'mode': 'static', 'address': '192.0.2.10'}, 'install_to': '/dev/../etc/passwd',
         'colour': 'blue'}))
-    assert seed.hostname == fvstate.DEFAULT_HOSTNAME
+    assert seed.hostname == fvlib.DEFAULT_HOSTNAME
     assert seed.authorized_keys == [KEY]
     assert seed.network == {'mode': 'dhcp'}
     assert seed.install_to is None
@@ -91,21 +84,21 @@ def test_bad_values_are_reported_and_dropped():
     ({'mode': 'static', 'address': '192.0.2.10/24', 'dns': ['192.0.2.53', 5]}, 'dns'),
 ])
 def test_bad_network(network, problem):
-    seed, problems = fvstate.parse_seed(json.dumps({'hostname': 'hv1', 'authorized_keys': [KEY],
+    seed, problems = fvlib.parse_seed(json.dumps({'hostname': 'hv1', 'authorized_keys': [KEY],
                                                     'network': network}))
     assert seed.network == {'mode': 'dhcp'}
     assert len(problems) == 1 and problem in problems[0] and 'DHCP' in problems[0]
 
 
 def test_missing_fields_give_defaults():
-    seed, problems = fvstate.parse_seed('{}')
-    assert seed == fvstate.Seed()
+    seed, problems = fvlib.parse_seed('{}')
+    assert seed == fvlib.Seed()
     assert any('no hostname' in p for p in problems)
     assert any('nobody can log in' in p for p in problems)
 
 
 def test_seed_files_static_and_dhcp():
-    seed, _ = fvstate.parse_seed(json.dumps({
+    seed, _ = fvlib.parse_seed(json.dumps({
         'hostname': 'hv1', 'authorized_keys': [KEY],
         'network': {'mode': 'static', 'address': '192.0.2.10/24', 'gateway': '192.0.2.1', 'dns': ['192.0.2.53']}}))
     files = fvstate.seed_files(seed, NIC)
@@ -114,7 +107,7 @@ def test_seed_files_static_and_dhcp():
     unit = files[fvstate.MGMT_NETWORK][0]
     assert 'PermanentMACAddress=52:54:00:12:34:56' in unit
     assert 'Address=192.0.2.10/24' in unit and 'Gateway=192.0.2.1' in unit and 'DNS=192.0.2.53' in unit
-    dhcp = fvstate.seed_files(fvstate.Seed(hostname='hv2'), NIC)
+    dhcp = fvstate.seed_files(fvlib.Seed(hostname='hv2'), NIC)
     assert fvstate.MGMT_NETWORK not in dhcp  # DHCP on the first NIC is the runtime default
     assert 'DHCP=yes' in fvstate.network_unit({'mode': 'dhcp'}, None)
     assert 'Name=en* eth*' in fvstate.network_unit({'mode': 'dhcp'}, None)
@@ -133,7 +126,7 @@ def test_first_nic_is_the_first_pci_ethernet_controller(tmp_path):
 
 
 def test_write_files(tmp_path):
-    seed, _ = fvstate.parse_seed(json.dumps({'hostname': 'hv1', 'authorized_keys': [KEY]}))
+    seed, _ = fvlib.parse_seed(json.dumps({'hostname': 'hv1', 'authorized_keys': [KEY]}))
     fvstate.write_files(str(tmp_path), fvstate.seed_files(seed, None))
     assert (tmp_path / 'etc' / 'hostname').read_text() == 'hv1\n'
     keys = tmp_path / 'root' / '.ssh' / 'authorized_keys'
@@ -148,16 +141,16 @@ def test_volume_label_iso_and_fat():
     iso = bytearray(0x8800)
     iso[0x8000:0x8006] = b'\x01CD001'
     iso[0x8028:0x8048] = b'FVSEED'.ljust(32)
-    assert fvstate.volume_label(bytes(iso)) == ('iso9660', 'FVSEED')
+    assert fvlib.volume_label(bytes(iso)) == ('iso9660', 'FVSEED')
     fat = bytearray(0x8800)
     fat[0], fat[510:512] = 0xEB, b'\x55\xaa'
     fat[0x47:0x52], fat[0x52:0x5A] = b'FVSEED     ', b'FAT32   '
-    assert fvstate.volume_label(bytes(fat)) == ('vfat', 'FVSEED')
+    assert fvlib.volume_label(bytes(fat)) == ('vfat', 'FVSEED')
     fat16 = bytearray(0x8800)
     fat16[0], fat16[510:512], fat16[0x26] = 0xEB, b'\x55\xaa', 0x29
     fat16[0x2B:0x36], fat16[0x36:0x3E] = b'FVSEED     ', b'FAT16   '
-    assert fvstate.volume_label(bytes(fat16)) == ('vfat', 'FVSEED')
-    assert fvstate.volume_label(bytes(0x8800)) is None
+    assert fvlib.volume_label(bytes(fat16)) == ('vfat', 'FVSEED')
+    assert fvlib.volume_label(bytes(0x8800)) is None
 
 
 def _fake_block(tmp_path, devices):
@@ -182,10 +175,10 @@ def test_find_partition_and_labelled(tmp_path):
         ('vda5', {'DEVNAME': 'vda5', 'PARTN': '5', 'PARTNAME': 'fvstate'}, b''),
         ('vdb', {'DEVNAME': 'vdb', 'DEVTYPE': 'disk'}, bytes(iso)),
     ])
-    assert fvstate.find_partition('fvstate', paths) == os.path.join(paths.dev, 'vda5')
-    assert fvstate.find_partition('fvslotB', paths) is None
-    assert fvstate.find_labelled('FVSEED', paths) == (os.path.join(paths.dev, 'vdb'), 'iso9660')
-    assert fvstate.find_labelled('FVISO', paths) is None
+    assert fvlib.find_partition(paths, 'fvstate') == os.path.join(paths.dev, 'vda5')
+    assert fvlib.find_partition(paths, 'fvslotB') is None
+    assert fvlib.labelled(paths, 'FVSEED') == [('vdb', os.path.join(paths.dev, 'vdb'), 'iso9660')]
+    assert fvlib.labelled(paths, 'FVISO') == []
 
 
 @pytest.mark.parametrize('cmdline, mode', [
@@ -194,15 +187,16 @@ def test_find_partition_and_labelled(tmp_path):
     ('root=/dev/sda1', ('other', None)),
 ])
 def test_boot_mode(cmdline, mode):
-    assert fvstate.boot_mode(cmdline) == mode
+    assert fvlib.boot_mode(cmdline) == mode
 
 
 def test_console_targets(tmp_path):
     active = tmp_path / 'active'
     active.write_text('tty0 ttyS0\n')
-    assert fvstate.console_targets(('/dev/console', '/dev/ttyS0'), str(active)) == ['/dev/console']
+    paths = fvlib.Paths(console_active=str(active))
+    assert fvlib.console_targets(paths) == ['/dev/console']
     active.write_text('ttyS0 tty0\n')
-    assert fvstate.console_targets(('/dev/console', '/dev/ttyS0'), str(active)) == ['/dev/console', '/dev/ttyS0']
+    assert fvlib.console_targets(paths) == ['/dev/console', '/dev/ttyS0']
 
 
 # ---- the state tar: save, restore, atomicity ----------------------------------------------------
@@ -419,16 +413,12 @@ def host(tmp_path, monkeypatch):
     seeds = []
     calls = {'read_seed': 0}
 
-    def read_seed(_paths):
+    def find_seed(_paths, _wait):
         calls['read_seed'] += 1
         if not seeds or seeds[0] is None:
-            return None, [], None, False
-        seed, problems = fvstate.parse_seed(seeds[0])
-        try:
-            usable = isinstance(json.loads(seeds[0]), dict)
-        except ValueError:
-            usable = False
-        return seed, problems, '/dev/vdb', usable
+            return fvlib.SeedRead(None, [])
+        data = seeds[0] if isinstance(seeds[0], bytes) else seeds[0].encode()
+        return fvlib.seed_from_bytes(data, '/dev/vdb')
 
     def host_keys(root_dir, _hostname):
         made = []
@@ -443,11 +433,11 @@ def host(tmp_path, monkeypatch):
         return made
     monkeypatch.setattr(fvstate, 'mount_state', lambda p, wait: None if 'fv.live=1' in cmdline.read_text()
                         else '/dev/vda5')
-    monkeypatch.setattr(fvstate, 'read_seed', read_seed)
+    monkeypatch.setattr(fvstate, 'find_seed', find_seed)
     monkeypatch.setattr(fvstate, 'ensure_host_keys', host_keys)
     monkeypatch.setattr(fvstate, 'first_nic', lambda p: NIC)
     monkeypatch.setattr(fvstate.socket, 'sethostname', lambda name: None)
-    monkeypatch.setattr(fvstate, '_run', lambda argv, **kw: fvstate.subprocess.CompletedProcess(argv, 0, ''))
+    monkeypatch.setattr(fvstate, 'run', lambda argv, **kw: subprocess.CompletedProcess(argv, 0, ''))
 
     def reboot():
         """A new boot: the image's root again (what is not in the state is gone)."""
@@ -489,7 +479,7 @@ def test_apply_without_a_usable_seed_imports_one_later(host, first):
     host['seeds'].append(first)
     assert fvstate.apply(host['paths']) == 0
     root, state = host['root'], host['state']
-    assert (root / 'etc/hostname').read_text() == fvstate.DEFAULT_HOSTNAME + '\n'
+    assert (root / 'etc/hostname').read_text() == fvlib.DEFAULT_HOSTNAME + '\n'
     assert (state / fvstate.SEED_PENDING).exists()
     assert (state / 'config.tar').exists()  # the host keys are kept meanwhile
     key = (root / 'etc/ssh/ssh_host_ed25519_key.pub').read_text()

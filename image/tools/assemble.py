@@ -32,7 +32,6 @@ import fcntl
 import hashlib
 import json
 import os
-import stat
 import struct
 import subprocess
 import sys
@@ -42,10 +41,12 @@ import zlib
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-SECTOR = 512
+from fvlib import (BOOT_LABEL, CHUNK, PART_BIOS, PART_BOOT, PART_SLOT, PART_STATE,
+                   SECTOR, SLOTS, STATE_LABEL, HostError, device_size, format_grubenv, is_block_device,
+                   parse_grubenv, run)
+
 MIB = 1 << 20
 ALIGN = MIB
-CHUNK = 4 * MIB
 DEFAULT_EPOCH = 1735689600
 NAMESPACE = uuid.UUID('7c3f4a52-5d0e-4c55-9c61-6669726d7669')  # firmvisor's GUID namespace
 
@@ -55,22 +56,17 @@ TYPE_LINUX = uuid.UUID('0FC63DAF-8483-4772-8E79-3D69D8477DE4')
 
 # docs/image.md: name, type, size; in this order, 1 MiB aligned.
 LAYOUT: Tuple[Tuple[str, uuid.UUID, int], ...] = (
-    ('fvbios', TYPE_BIOS, 1 * MIB),
-    ('fvboot', TYPE_ESP, 128 * MIB),
-    ('fvslotA', TYPE_LINUX, 640 * MIB),
-    ('fvslotB', TYPE_LINUX, 640 * MIB),
-    ('fvstate', TYPE_LINUX, 128 * MIB),
+    (PART_BIOS, TYPE_BIOS, 1 * MIB),
+    (PART_BOOT, TYPE_ESP, 128 * MIB),
+    (PART_SLOT['A'], TYPE_LINUX, 640 * MIB),
+    (PART_SLOT['B'], TYPE_LINUX, 640 * MIB),
+    (PART_STATE, TYPE_LINUX, 128 * MIB),
 )
-ESP_LABEL, ESP_VOLUME_ID = 'FVBOOT', '46564254'
-STATE_LABEL = 'FVSTATE'
-SLOTS = ('A', 'B')
+ESP_LABEL, ESP_VOLUME_ID = BOOT_LABEL, '46564254'
 
 GPT_ENTRIES, GPT_ENTRY_SIZE = 128, 128
 GPT_ENTRY_SECTORS = GPT_ENTRIES * GPT_ENTRY_SIZE // SECTOR  # 32
 GPT_HEADER_SIZE = 92
-
-GRUBENV_SIZE = 1024
-GRUBENV_HEADER = '# GRUB Environment Block\n'
 
 # GRUB i386-pc offsets (include/grub/i386/pc/boot.h, grub-core/boot/i386/pc/boot.S, diskboot.S,
 # util/setup.c).
@@ -82,14 +78,13 @@ CORE_BLOCKLIST = SECTOR - 12    # core.img (diskboot.img): first blocklist: star
 CORE_SEGMENT = 0x820            # GRUB_BOOT_I386_PC_KERNEL_SEG (0x800) + 512 >> 4
 CORE_MAX = 448 * 1024           # loaded at 0x8000 in real mode: keep well below 640 KiB
 
-BLKGETSIZE64 = 0x80081272
 BLKSSZGET = 0x1268
 BLKFLSBUF = 0x1261
 BLKRRPART = 0x125f
 
 
-class ImageError(Exception):
-    pass
+# One error type for every host tool (fvlib); the name says whose it is.
+ImageError = HostError
 
 
 def log(message: str) -> None:
@@ -292,27 +287,7 @@ def patch_core_img(core_img: bytes, core_lba: int) -> bytes:
     return bytes(core)
 
 
-# ---- GRUB environment block (pure) ------------------------------------------------------------------
-def format_grubenv(values: Dict[str, str]) -> bytes:
-    body = GRUBENV_HEADER + ''.join('%s=%s\n' % (key, value) for key, value in values.items())
-    data = body.encode()
-    if len(data) > GRUBENV_SIZE:
-        raise ImageError('GRUB environment block overflow')
-    return data + b'#' * (GRUBENV_SIZE - len(data))
-
-
-def parse_grubenv(data: bytes) -> Dict[str, str]:
-    text = data.decode('utf-8', 'replace')
-    if not text.startswith(GRUBENV_HEADER) or len(data) != GRUBENV_SIZE:
-        raise ImageError('not a %d-byte GRUB environment block' % GRUBENV_SIZE)
-    values = {}
-    for line in text[len(GRUBENV_HEADER):].split('\n'):
-        if line and not line.startswith('#') and '=' in line:
-            key, _, value = line.partition('=')
-            values[key] = value
-    return values
-
-
+# ---- GRUB environment block (fvlib has its format) --------------------------------------------------
 def initial_grubenv() -> bytes:
     return format_grubenv({'fv_active': 'A', 'fv_next': ''})
 
@@ -332,15 +307,8 @@ def _tool_env() -> Dict[str, str]:
     return env
 
 
-def _run(argv: Sequence[str], **kwargs) -> subprocess.CompletedProcess:
-    try:
-        proc = subprocess.run(list(argv), capture_output=True, env=_tool_env(), **kwargs)
-    except FileNotFoundError:
-        raise ImageError('%s is missing (dosfstools, mtools, e2fsprogs)' % argv[0]) from None
-    if proc.returncode != 0:
-        raise ImageError('%s failed (exit %d): %s' % (' '.join(argv[:2]), proc.returncode,
-                                                       (proc.stderr or proc.stdout).decode(errors='replace').strip()))
-    return proc
+def _run(argv: Sequence[str]) -> subprocess.CompletedProcess:
+    return run(argv, check=True, env=_tool_env())
 
 
 def make_fat(path: str, size: int, label: str, volume_id: str, hidden_sectors: int,
@@ -443,8 +411,8 @@ def _read(path: str) -> bytes:
 
 def build_regions(pieces: Pieces, table: Table, workdir: str) -> List[Region]:
     """Every byte range the disk needs, in disk order; FAT and ext4 images are made in ``workdir``."""
-    bios, esp = table.by_name('fvbios'), table.by_name('fvboot')
-    slot_a, slot_b, state = table.by_name('fvslotA'), table.by_name('fvslotB'), table.by_name('fvstate')
+    bios, esp = table.by_name(PART_BIOS), table.by_name(PART_BOOT)
+    slot_a, slot_b, state = table.by_name(PART_SLOT['A']), table.by_name(PART_SLOT['B']), table.by_name(PART_STATE)
 
     boot_code = patch_boot_img(_read(pieces.boot_img), bios.first_lba)
     core = patch_core_img(_read(pieces.core), bios.first_lba)
@@ -475,8 +443,8 @@ def build_regions(pieces: Pieces, table: Table, workdir: str) -> List[Region]:
 
     regions = [
         Region('head', 0, len(head), data=head),
-        Region('fvbios', bios.offset, bios.size, data=core + bytes(bios.size - len(core))),
-        Region('fvboot', esp.offset, esp.size, path=esp_path),
+        Region(PART_BIOS, bios.offset, bios.size, data=core + bytes(bios.size - len(core))),
+        Region(PART_BOOT, esp.offset, esp.size, path=esp_path),
     ]
     for part, squashfs in ((slot_a, pieces.slot_a), (slot_b, pieces.slot_b)):
         if squashfs:
@@ -488,13 +456,13 @@ def build_regions(pieces: Pieces, table: Table, workdir: str) -> List[Region]:
         else:
             # An empty slot: its first MiB zeroed, so no old file system is found there.
             regions.append(Region(part.name, part.offset, MIB, data=bytes(MIB)))
-    regions.append(Region('fvstate', state.offset, state.size, path=state_path))
+    regions.append(Region(PART_STATE, state.offset, state.size, path=state_path))
     tail = gpt_backup(table)
     regions.append(Region('gpt-backup', table.size - len(tail), len(tail), data=tail))
     return regions
 
 
-def _digest(chunks: Iterable[bytes]) -> str:
+def digest_chunks(chunks: Iterable[bytes]) -> str:
     digest = hashlib.sha256()
     for block in chunks:
         digest.update(block)
@@ -502,21 +470,6 @@ def _digest(chunks: Iterable[bytes]) -> str:
 
 
 # ---- devices ----------------------------------------------------------------------------------------
-def is_block_device(path: str) -> bool:
-    try:
-        return stat.S_ISBLK(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
-def device_size(path: str) -> int:
-    with open(path, 'rb') as handle:
-        if is_block_device(path):
-            buf = fcntl.ioctl(handle.fileno(), BLKGETSIZE64, b'\0' * 8)
-            return struct.unpack('<Q', buf)[0]
-        return handle.seek(0, os.SEEK_END)
-
-
 def logical_sector_size(path: str) -> int:
     if not is_block_device(path):
         return SECTOR
@@ -608,8 +561,8 @@ def _sparse_chunks(handle) -> Iterator[bytes]:
 def file_sha256(path: str) -> str:
     with open(path, 'rb') as handle:
         if hasattr(os, 'SEEK_DATA') and not is_block_device(path):
-            return _digest(_sparse_chunks(handle))
-        return _digest(iter(lambda: handle.read(CHUNK), b''))
+            return digest_chunks(_sparse_chunks(handle))
+        return digest_chunks(iter(lambda: handle.read(CHUNK), b''))
 
 
 # ---- the disk ---------------------------------------------------------------------------------------
@@ -683,7 +636,7 @@ def esp_spec(disk: str) -> str:
     with open(disk, 'rb') as handle:
         head = handle.read(SECTOR * (2 + GPT_ENTRY_SECTORS))
     for part in parse_gpt(head)['partitions']:
-        if part['name'] == 'fvboot':
+        if part['name'] == PART_BOOT:
             return '%s@@%d' % (disk, part['first_lba'] * SECTOR)
     raise ImageError('%s has no fvboot partition' % disk)
 
@@ -691,7 +644,11 @@ def esp_spec(disk: str) -> str:
 def disk_env(disk: str, changes: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """Read (and with ``changes``, rewrite) /grub/grubenv on the boot partition of a disk image."""
     spec = esp_spec(disk)
-    env = parse_grubenv(_run(['mtype', '-i', spec, '::/grub/grubenv']).stdout)
+    with tempfile.TemporaryDirectory(prefix='fv-env-') as temp:
+        path = os.path.join(temp, 'grubenv')
+        _run(['mcopy', '-i', spec, '-n', '::/grub/grubenv', path])
+        with open(path, 'rb') as handle:
+            env = parse_grubenv(handle.read())
     if changes:
         env.update(changes)
         with tempfile.TemporaryDirectory(prefix='fv-env-') as temp:

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """fv-state: the persisted configuration of a firmvisor host (stdlib only; runs on the hypervisor).
@@ -26,19 +25,19 @@ import fnmatch
 import glob
 import hashlib
 import io
-import ipaddress
 import json
 import os
-import re
 import shutil
 import socket
 import stat
-import subprocess
 import sys
 import tarfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+from fvlib import (DEFAULT_HOSTNAME, PART_STATE, SEED_LABEL, HostError, Paths, Seed, atomic_write,
+                   booted, find_partition, find_seed, fsync_dir, read_text, run, say, wait_for)
 
 CONFIG = 'config.tar'
 MANIFEST_MEMBER = '.firmvisor-state.json'
@@ -59,12 +58,9 @@ EXTRA_LIST = 'etc/firmvisor/persist.list'
 # No RSA host key: making one takes many seconds under TCG at the first boot, and every client that
 # talks to firmvisor (OpenSSH, libvirt's ssh transport, paramiko) speaks ed25519 and ECDSA.
 HOST_KEY_TYPES = ('ed25519', 'ecdsa')
-DEFAULT_HOSTNAME = 'firmvisor'
 MGMT_NETWORK = 'etc/systemd/network/10-fv-mgmt.network'
 DEFAULT_NETWORK = '10-fv-default.network'  # in /run/systemd/network: runtime, never saved
-SEED_LABEL = 'FVSEED'
 SEED_PENDING = 'seed-pending'
-STATE_PARTNAME = 'fvstate'
 SEED_WAIT = 10.0
 STATE_WAIT = 15.0
 NIC_WAIT = 15.0
@@ -82,173 +78,8 @@ CAPS_STAMP_FILES = ('etc/firmvisor/version', 'var/lib/dpkg/info/qemu-system-*.md
                     'var/lib/dpkg/info/ovmf.md5sums', 'var/lib/dpkg/info/ipxe-qemu.md5sums')
 
 
-class StateError(Exception):
-    pass
-
-
-@dataclass
-class Paths:
-    """Where fv-state looks; tests point these at a temporary tree."""
-    root: str = '/'
-    cmdline: str = '/proc/cmdline'
-    sys_block: str = '/sys/class/block'
-    sys_net: str = '/sys/class/net'
-    sys_pci: str = '/sys/bus/pci/devices'
-    dev: str = '/dev'
-    run: str = '/run/firmvisor'
-    runtime_network: str = '/run/systemd/network'
-    state_mount: str = '/var/lib/firmvisor/state'
-    consoles: Tuple[str, ...] = ('/dev/console', '/dev/ttyS0')
-
-
-# ---- console ----------------------------------------------------------------------------------------
-def console_targets(consoles: Sequence[str], active: str = '/sys/class/tty/console/active') -> List[str]:
-    """/dev/console, and /dev/ttyS0 too unless /dev/console is ttyS0 (one line per boot, not two)."""
-    try:
-        with open(active) as handle:
-            names = handle.read().split()
-    except OSError:
-        names = []
-    current = names[-1] if names else None  # the last active console is what /dev/console is
-    return [path for path in consoles
-            if path == '/dev/console' or os.path.basename(path) != current]
-
-
-def say(message: str, paths: Optional[Paths] = None) -> None:
-    """A progress line: on stdout (the journal, or the terminal), and on the console under systemd."""
-    print(message, flush=True)
-    if not os.environ.get('INVOCATION_ID'):
-        return
-    for target in console_targets((paths or Paths()).consoles):
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)
-        except OSError:
-            continue
-        try:
-            os.write(fd, (message + '\n').encode('utf-8', 'replace'))
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-
-# ---- seed -------------------------------------------------------------------------------------------
-@dataclass
-class Seed:
-    hostname: str = DEFAULT_HOSTNAME
-    authorized_keys: List[str] = field(default_factory=list)
-    network: Dict[str, object] = field(default_factory=lambda: {'mode': 'dhcp'})
-    install_to: Optional[str] = None
-    install_force: bool = False
-
-
-HOSTNAME_RE = re.compile(r'^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)'
-                         r'(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$')
-KEY_RE = re.compile(r'^(?:[a-z0-9-]+(?:="[^"]*")?(?:,[a-z0-9-]+(?:="[^"]*")?)* )?'
-                    r'(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|'
-                    r'sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)(-cert-v01@openssh\.com)? '
-                    r'[A-Za-z0-9+/]+={0,3}( [^\r\n]*)?$')
-SEED_KEYS = ('hostname', 'authorized_keys', 'network', 'install_to', 'install_force')
-
-
-def parse_seed(data) -> Tuple[Seed, List[str]]:
-    """seed.json (bytes or str) -> (Seed, problems). Anything malformed is reported and replaced by
-    its default: a broken file gives all defaults, a bad field that field's default."""
-    seed = Seed()
-    problems: List[str] = []
-    if isinstance(data, bytes):
-        try:
-            data = data.decode('utf-8')
-        except UnicodeDecodeError as exc:
-            return seed, ['seed.json is not UTF-8 (%s); using defaults' % exc]
-    try:
-        doc = json.loads(data)
-    except ValueError as exc:
-        return seed, ['seed.json is not valid JSON (%s); using defaults' % exc]
-    if not isinstance(doc, dict):
-        return seed, ['seed.json is a JSON %s, not an object; using defaults' % type(doc).__name__]
-    for key in sorted(set(doc) - set(SEED_KEYS)):
-        problems.append('unknown key %r ignored' % key)
-
-    if 'hostname' in doc:
-        value = doc['hostname']
-        if not isinstance(value, str):
-            problems.append('hostname must be a string, not %s; using %r' % (type(value).__name__, seed.hostname))
-        elif not HOSTNAME_RE.match(value):
-            problems.append('hostname %r is not a valid host name; using %r' % (value, seed.hostname))
-        else:
-            seed.hostname = value
-    else:
-        problems.append('no hostname; using %r' % seed.hostname)
-
-    if 'authorized_keys' in doc:
-        value = doc['authorized_keys']
-        if isinstance(value, list):
-            for index, key in enumerate(value):
-                if isinstance(key, str) and KEY_RE.match(key.strip()):
-                    seed.authorized_keys.append(key.strip())
-                else:
-                    problems.append('authorized_keys[%d] is not an SSH public key line; ignored' % index)
-        else:
-            problems.append('authorized_keys must be a list of strings, not %s; ignored' % type(value).__name__)
-    if not seed.authorized_keys:
-        problems.append('no authorized keys: nobody can log in over SSH')
-
-    if 'network' in doc:
-        network, problem = _parse_network(doc['network'])
-        if problem:
-            problems.append(problem + '; using DHCP on the first NIC')
-        else:
-            seed.network = network
-
-    if doc.get('install_to') is not None:
-        value = doc['install_to']
-        if isinstance(value, str) and re.match(r'^/dev/[A-Za-z0-9._/:-]+$', value) and '..' not in value:
-            seed.install_to = value
-        else:
-            problems.append('install_to must be a device path such as "/dev/sda", not %r; not installing' % (value,))
-    if 'install_force' in doc:
-        if isinstance(doc['install_force'], bool):
-            seed.install_force = doc['install_force']
-        else:
-            problems.append('install_force must be true or false; using false')
-    return seed, problems
-
-
-def _parse_network(value) -> Tuple[Dict[str, object], Optional[str]]:
-    if not isinstance(value, dict):
-        return {}, 'network must be an object, not %s' % type(value).__name__
-    mode = value.get('mode', 'dhcp')
-    if mode == 'dhcp':
-        return {'mode': 'dhcp'}, None
-    if mode != 'static':
-        return {}, 'network mode must be "dhcp" or "static", not %r' % (mode,)
-    address = value.get('address')
-    try:
-        if not isinstance(address, str) or '/' not in address:
-            raise ValueError
-        interface = ipaddress.ip_interface(address)
-    except ValueError:
-        return {}, 'network address must be an address with a prefix such as "192.0.2.10/24", not %r' % (address,)
-    network: Dict[str, object] = {'mode': 'static', 'address': str(interface), 'dns': []}
-    gateway = value.get('gateway')
-    if gateway is not None:
-        try:
-            if not isinstance(gateway, str):
-                raise ValueError
-            network['gateway'] = str(ipaddress.ip_address(gateway))
-        except ValueError:
-            return {}, 'network gateway must be an IP address, not %r' % (gateway,)
-    dns = value.get('dns', [])
-    if isinstance(dns, str):
-        dns = [dns]
-    try:
-        if not isinstance(dns, list) or not all(isinstance(d, str) for d in dns):
-            raise ValueError
-        network['dns'] = [str(ipaddress.ip_address(d)) for d in dns]
-    except ValueError:
-        return {}, 'network dns must be a list of IP addresses, not %r' % (dns,)
-    return network, None
+# One error type for every host tool (fvlib); the name says whose it is.
+StateError = HostError
 
 
 def network_unit(network: Dict[str, object], nic: Optional[Dict[str, str]]) -> str:
@@ -293,19 +124,7 @@ def write_files(root: str, files: Dict[str, Tuple[str, int]]) -> None:
         parent = os.path.dirname(path)
         if not os.path.isdir(parent):
             os.makedirs(parent, mode=0o700 if rel.startswith('root/') else 0o755)
-        _atomic_write(path, content.encode(), mode)
-
-
-def _atomic_write(path: str, data: bytes, mode: int) -> None:
-    temp = path + '.fv-new'
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
+        atomic_write(path, content.encode(), mode)
 
 
 # ---- the state tar ----------------------------------------------------------------------------------
@@ -387,16 +206,8 @@ def save_state(root: str, state_dir: str, patterns: Optional[Sequence[str]] = No
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(new, final)
-    _fsync_dir(state_dir)
+    fsync_dir(state_dir)
     return {'path': final, 'members': count, 'bytes': os.path.getsize(final)}
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_state(path: str) -> Tuple[Dict, List[tarfile.TarInfo]]:
@@ -477,7 +288,7 @@ def caps_stamp(root: str, kernel: str) -> str:
 def restore_caps_cache(root: str, state_dir: str, kernel: str) -> int:
     """Put the saved capabilities back, when this very image saved them; returns the file count."""
     cache = os.path.join(state_dir, CAPS_CACHE)
-    if _read(os.path.join(cache, 'stamp')).strip() != caps_stamp(root, kernel):
+    if read_text(os.path.join(cache, 'stamp')).strip() != caps_stamp(root, kernel):
         return 0
     target = os.path.join(root, CAPS_DIR)
     os.makedirs(target, mode=0o755, exist_ok=True)
@@ -510,70 +321,7 @@ def save_caps_cache(root: str, state_dir: str, kernel: str) -> int:
     return len(files)
 
 
-# ---- devices ----------------------------------------------------------------------------------------
-def uevent(sys_block: str, entry: str) -> Dict[str, str]:
-    try:
-        with open(os.path.join(sys_block, entry, 'uevent')) as handle:
-            return dict(line.rstrip('\n').split('=', 1) for line in handle if '=' in line)
-    except OSError:
-        return {}
-
-
-def find_partition(name: str, paths: Paths) -> Optional[str]:
-    """The device node of the (first) partition whose GPT name is ``name``."""
-    for entry in sorted(os.listdir(paths.sys_block)):
-        fields = uevent(paths.sys_block, entry)
-        if fields.get('PARTNAME') == name:
-            return os.path.join(paths.dev, fields.get('DEVNAME', entry))
-    return None
-
-
-def volume_label(head: bytes) -> Optional[Tuple[str, str]]:
-    """(fstype, label) of an ISO 9660 or FAT volume from its first 36 KiB, else None."""
-    if len(head) >= 0x8048 and head[0x8000] == 1 and head[0x8001:0x8006] == b'CD001':
-        return 'iso9660', head[0x8028:0x8048].decode('ascii', 'replace').strip()
-    if len(head) >= 512 and head[510:512] == b'\x55\xaa' and head[0] in (0xEB, 0xE9):
-        if head[0x52:0x5A] == b'FAT32   ':
-            return 'vfat', head[0x47:0x52].decode('ascii', 'replace').strip()
-        if head[0x36:0x39] == b'FAT' and head[0x26] == 0x29:
-            return 'vfat', head[0x2B:0x36].decode('ascii', 'replace').strip()
-    return None
-
-
-def find_labelled(label: str, paths: Paths, unreadable: Optional[set] = None) -> Optional[Tuple[str, str]]:
-    """(device, fstype) of the ISO 9660 or FAT volume labelled ``label``: whole disks first, floppy
-    drives last. Devices that cannot be read (an empty floppy drive answers slowly, with an I/O
-    error) are added to ``unreadable`` and skipped by the next calls that pass the same set."""
-    unreadable = set() if unreadable is None else unreadable
-
-    def order(entry: str):
-        return (entry.startswith('fd'), os.path.exists(os.path.join(paths.sys_block, entry, 'partition')), entry)
-    for entry in sorted(os.listdir(paths.sys_block), key=order):
-        if entry.startswith(('loop', 'ram', 'zram', 'dm-')) or entry in unreadable:
-            continue
-        fields = uevent(paths.sys_block, entry)
-        device = os.path.join(paths.dev, fields.get('DEVNAME', entry))
-        try:
-            with open(device, 'rb') as handle:
-                head = handle.read(0x8800)
-        except OSError:
-            unreadable.add(entry)
-            continue
-        found = volume_label(head)
-        if found and found[1] == label:
-            return device, found[0]
-    return None
-
-
-def wait_for(probe, seconds: float, step: float = 0.25):
-    deadline = time.monotonic() + seconds
-    while True:
-        result = probe()
-        if result or time.monotonic() >= deadline:
-            return result
-        time.sleep(step)
-
-
+# ---- network interfaces ------------------------------------------------------------------------------
 def nics(paths: Paths) -> List[Dict[str, str]]:
     """Physical NICs (those with a device), in bus order."""
     found = []
@@ -597,44 +345,20 @@ def nics(paths: Paths) -> List[Dict[str, str]]:
     return sorted(found, key=lambda n: (n['bus'], n['name']))
 
 
-def boot_mode(cmdline: str) -> Tuple[str, Optional[str]]:
-    """('live', None), ('slot', 'A'|'B') or ('other', None) from the kernel command line."""
-    words = cmdline.split()
-    if 'fv.live=1' in words:
-        return 'live', None
-    for word in words:
-        if word.startswith('fv.slot='):
-            return 'slot', word.split('=', 1)[1]
-    return 'other', None
-
-
-# ---- the host ---------------------------------------------------------------------------------------
-def _read(path: str, default: str = '') -> str:
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except OSError:
-        return default
-
-
-def _run(argv: List[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False, **kwargs)
-
-
 def mount_state(paths: Paths, wait: float) -> Optional[str]:
     """Mount the fvstate partition (e2fsck -p first); the device, or None (said why)."""
     if os.path.ismount(paths.state_mount):
         return 'mounted'
-    device = wait_for(lambda: find_partition(STATE_PARTNAME, paths), wait)
+    device = wait_for(lambda: find_partition(paths, PART_STATE), wait)
     if not device:
-        say('firmvisor: state: no partition named %s: running stateless' % STATE_PARTNAME, paths)
+        say('firmvisor: state: no partition named %s: running stateless' % PART_STATE, paths)
         return None
-    check = _run(['e2fsck', '-p', device])
+    check = run(['e2fsck', '-p', device])
     if check.returncode >= 4:
         say('firmvisor: state: e2fsck %s failed (exit %d): %s' % (device, check.returncode,
                                                                   check.stdout.strip()[-200:]), paths)
     os.makedirs(paths.state_mount, exist_ok=True)
-    mount = _run(['mount', '-t', 'ext4', '-o', 'noatime,nodev,nosuid,noexec', device, paths.state_mount])
+    mount = run(['mount', '-t', 'ext4', '-o', 'noatime,nodev,nosuid,noexec', device, paths.state_mount])
     if mount.returncode != 0:
         say('firmvisor: state: mounting %s failed: %s; running stateless' % (device, mount.stdout.strip()), paths)
         return None
@@ -649,47 +373,6 @@ def locked(paths: Paths) -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def mounted_seed(device: str, fstype: str, paths: Paths) -> Iterator[str]:
-    where = os.path.join(paths.run, 'seed')
-    os.makedirs(where, exist_ok=True)
-    result = _run(['mount', '-t', fstype, '-o', 'ro,nodev,nosuid,noexec', device, where])
-    if result.returncode != 0:
-        raise StateError('mounting %s failed: %s' % (device, result.stdout.strip()))
-    try:
-        yield where
-    finally:
-        _run(['umount', where])
-
-
-def read_seed(paths: Paths) -> Tuple[Optional[Seed], List[str], Optional[str], bool]:
-    """Find, mount and parse the seed: (seed or None when there is none, problems, device, usable).
-    usable: seed.json was read and is a JSON object (its fields may still have been defaulted). A
-    usable seed is copied to /run/firmvisor/seed.json as it is (fv-install reads it)."""
-    unreadable: set = set()
-    found = wait_for(lambda: find_labelled(SEED_LABEL, paths, unreadable), SEED_WAIT)
-    if not found:
-        return None, [], None, False
-    device, fstype = found
-    try:
-        with mounted_seed(device, fstype, paths) as where:
-            names = [n for n in os.listdir(where) if n.lower().split(';')[0] in ('seed.json', 'seed.jso')]
-            if not names:
-                return Seed(), ['%s has no seed.json; using defaults' % device], device, False
-            with open(os.path.join(where, sorted(names)[0]), 'rb') as handle:
-                data = handle.read(1 << 20)
-    except (OSError, StateError) as exc:
-        return Seed(), ['%s; using defaults' % exc], device, False
-    seed, problems = parse_seed(data)
-    try:
-        usable = isinstance(json.loads(data), dict)
-    except ValueError:
-        usable = False
-    if usable:
-        _atomic_write(os.path.join(paths.run, 'seed.json'), data, 0o600)
-    return seed, problems, device, usable
-
-
 def ensure_host_keys(root: str, hostname: str) -> List[str]:
     """Make the SSH host keys that are missing; returns the types made."""
     made = []
@@ -700,7 +383,7 @@ def ensure_host_keys(root: str, hostname: str) -> List[str]:
         for stale in (key, key + '.pub'):
             if os.path.exists(stale):
                 os.unlink(stale)
-        result = _run(['ssh-keygen', '-q', '-N', '', '-t', kind, '-C', 'root@%s' % hostname, '-f', key])
+        result = run(['ssh-keygen', '-q', '-N', '', '-t', kind, '-C', 'root@%s' % hostname, '-f', key])
         if result.returncode != 0:
             raise StateError('ssh-keygen -t %s failed: %s' % (kind, result.stdout.strip()))
         made.append(kind)
@@ -709,9 +392,9 @@ def ensure_host_keys(root: str, hostname: str) -> List[str]:
 
 def apply_hostname(root: str, name: str) -> None:
     hosts = os.path.join(root, 'etc', 'hosts')
-    lines = [line for line in _read(hosts).splitlines() if not line.startswith('127.0.1.1')]
+    lines = [line for line in read_text(hosts).splitlines() if not line.startswith('127.0.1.1')]
     lines.insert(1 if lines else 0, '127.0.1.1\t%s' % name)
-    _atomic_write(hosts, ('\n'.join(lines) + '\n').encode(), 0o644)
+    atomic_write(hosts, ('\n'.join(lines) + '\n').encode(), 0o644)
     try:
         socket.sethostname(name)
     except OSError:
@@ -729,7 +412,7 @@ def pci_nics(paths: Paths) -> List[str]:
         addresses = sorted(os.listdir(paths.sys_pci))
     except OSError:
         return []
-    return [a for a in addresses if _read(os.path.join(paths.sys_pci, a, 'class')).strip().startswith('0x0200')]
+    return [a for a in addresses if read_text(os.path.join(paths.sys_pci, a, 'class')).strip().startswith('0x0200')]
 
 
 def first_nic(paths: Paths) -> Optional[Dict[str, str]]:
@@ -742,17 +425,17 @@ def first_nic(paths: Paths) -> Optional[Dict[str, str]]:
     found = wait_for(lambda: nics(paths), NIC_WAIT)
     if not found:
         return None
-    _run(['udevadm', 'settle', '--timeout=5'])
+    run(['udevadm', 'settle', '--timeout=5'])
     return (nics(paths) or found)[0]
 
 
 def image_version(root: str) -> str:
-    return _read(os.path.join(root, 'etc', 'firmvisor', 'version')).strip()
+    return read_text(os.path.join(root, 'etc', 'firmvisor', 'version')).strip()
 
 
 def apply(paths: Paths) -> int:
     started = time.monotonic()
-    mode, slot = boot_mode(_read(paths.cmdline))
+    mode, slot = booted(paths)
     root = paths.root
     os.makedirs(paths.run, exist_ok=True)
     say('firmvisor: state: %s boot%s' % (mode, ' (slot %s)' % slot if slot else ''), paths)
@@ -789,7 +472,10 @@ def apply(paths: Paths) -> int:
     # imports it over the restored state: a host is never locked out for good by a missing seed.
     pending = os.path.join(paths.state_mount, SEED_PENDING) if state else None
     if not restored or (pending and os.path.exists(pending)):
-        seed, problems, device, usable = read_seed(paths)
+        found = find_seed(paths, SEED_WAIT)
+        seed, problems, device, usable = found.seed, found.problems, found.device, found.usable
+        if usable:  # as it is, for fv-install
+            atomic_write(os.path.join(paths.run, 'seed.json'), found.data, 0o600)
         if seed is None:
             say('firmvisor: seed: no volume labelled %s%s' % (
                 SEED_LABEL, '' if restored else ': using defaults'), paths)
@@ -805,16 +491,16 @@ def apply(paths: Paths) -> int:
             write_files(root, seed_files(seed, nic))
             save_now = bool(state)
             if seed.install_to and mode == 'live':
-                _atomic_write(os.path.join(paths.run, 'install_to'), (seed.install_to + '\n').encode(), 0o644)
+                atomic_write(os.path.join(paths.run, 'install_to'), (seed.install_to + '\n').encode(), 0o644)
                 say('firmvisor: seed: install_to %s: the installer runs' % seed.install_to, paths)
             elif seed.install_to:
                 say('firmvisor: seed: install_to ignored: this is not a live boot', paths)
         if pending and usable and os.path.exists(pending):
             os.unlink(pending)
         elif pending and not usable:
-            _atomic_write(pending, b'a usable seed is imported at the next boot that finds one\n', 0o644)
+            atomic_write(pending, b'a usable seed is imported at the next boot that finds one\n', 0o644)
             say('firmvisor: seed: a usable seed will be imported at a later boot', paths)
-    hostname = _read(os.path.join(root, 'etc', 'hostname')).strip() or DEFAULT_HOSTNAME
+    hostname = read_text(os.path.join(root, 'etc', 'hostname')).strip() or DEFAULT_HOSTNAME
     made = ensure_host_keys(root, hostname)
     if made:
         say('firmvisor: state: made SSH host keys (%s)' % ', '.join(made), paths)
@@ -823,14 +509,14 @@ def apply(paths: Paths) -> int:
     if not has_network_config(root):
         nic = first_nic(paths)
         os.makedirs(paths.runtime_network, exist_ok=True)
-        _atomic_write(os.path.join(paths.runtime_network, DEFAULT_NETWORK),
-                      network_unit({'mode': 'dhcp'}, nic).encode(), 0o644)
+        atomic_write(os.path.join(paths.runtime_network, DEFAULT_NETWORK),
+                     network_unit({'mode': 'dhcp'}, nic).encode(), 0o644)
         say('firmvisor: state: DHCP on the first NIC (%s)' % (nic['name'] if nic else 'none found yet'), paths)
     if save_now:
         result = save_state(root, paths.state_mount, version=image_version(root))
         say('firmvisor: state: saved %d entries to %s' % (result['members'], result['path']), paths)
-    for line in _read(os.path.join(root, 'etc', 'ssh', 'ssh_host_ed25519_key.pub')).splitlines()[:1]:
-        fingerprint = _run(['ssh-keygen', '-l', '-f', os.path.join(root, 'etc', 'ssh', 'ssh_host_ed25519_key.pub')])
+    for line in read_text(os.path.join(root, 'etc', 'ssh', 'ssh_host_ed25519_key.pub')).splitlines()[:1]:
+        fingerprint = run(['ssh-keygen', '-l', '-f', os.path.join(root, 'etc', 'ssh', 'ssh_host_ed25519_key.pub')])
         say('firmvisor: ssh host key %s' % fingerprint.stdout.strip(), paths)
     say('firmvisor: state: applied in %.1f s (%s)' % (time.monotonic() - started,
                                                       'stateful' if state else 'stateless'), paths)
@@ -838,7 +524,7 @@ def apply(paths: Paths) -> int:
 
 
 def save(paths: Paths) -> int:
-    mode, _ = boot_mode(_read(paths.cmdline))
+    mode, _ = booted(paths)
     if mode == 'live':
         say('firmvisor: state: live boot, stateless: nothing saved', paths)
         return EXIT_STATELESS
@@ -854,10 +540,10 @@ def save(paths: Paths) -> int:
 
 
 def status(paths: Paths) -> Dict:
-    mode, slot = boot_mode(_read(paths.cmdline))
+    mode, slot = booted(paths)
     config = os.path.join(paths.state_mount, CONFIG)
     info: Dict[str, object] = {'mode': mode, 'slot': slot, 'version': image_version(paths.root),
-                               'state_partition': find_partition(STATE_PARTNAME, paths),
+                               'state_partition': find_partition(paths, PART_STATE),
                                'mounted': os.path.ismount(paths.state_mount), 'config': None}
     if os.path.exists(config):
         try:

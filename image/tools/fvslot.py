@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """fvslot: the A/B system slots of a firmvisor host (stdlib only; runs on the hypervisor).
@@ -9,6 +8,7 @@
     fvslot boot-once [SLOT]           boot SLOT (default: the inactive one) once at the next boot
     fvslot mark-good                  keep the running slot: it becomes the known-good slot
     fvslot health                     exit 0 when libvirtd answers and the state is mounted
+    fvslot ready [--timeout S]        wait until libvirtd answers, then "firmvisor ready" on the console
 
 Slot selection is GRUB's environment block on the boot partition (docs/image.md): fv_active is the
 known-good slot, fv_next a slot to try once. GRUB clears fv_next when it boots it, so a slot that is
@@ -19,79 +19,39 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import subprocess
 import sys
-import tempfile
-from dataclasses import dataclass
 from typing import Dict, Iterator, Optional
 
-SLOTS = ('A', 'B')
-GRUBENV_SIZE = 1024
-GRUBENV_HEADER = '# GRUB Environment Block\n'
-CHUNK = 4 << 20
+from fvlib import (PART_BOOT, PART_SLOT, SLOTS, CHUNK, HostError, Paths, atomic_write, boot_mode, device_size,
+                   format_grubenv, other_slot, parse_grubenv, read_text, require_partition, run, say, sha256_file,
+                   wait_for)
+
+# One error type for every host tool (fvlib); the name says whose it is.
+SlotError = HostError
 
 
-class SlotError(Exception):
-    pass
-
-
-@dataclass
-class Paths:
-    """Where fvslot looks; tests point these at a temporary tree."""
-    cmdline: str = '/proc/cmdline'
-    sys_block: str = '/sys/class/block'
-    dev: str = '/dev'
-    esp_mount: str = '/run/firmvisor/esp'
-    state_mount: str = '/var/lib/firmvisor/state'
-    mount_esp: bool = True
-
-
-# ---- GRUB environment block -----------------------------------------------------------------------
-def parse_grubenv(data: bytes) -> Dict[str, str]:
-    text = data.decode('utf-8', 'replace')
-    if not text.startswith(GRUBENV_HEADER):
-        raise SlotError('not a GRUB environment block')
-    values = {}
-    for line in text[len(GRUBENV_HEADER):].split('\n'):
-        if line and not line.startswith('#') and '=' in line:
-            key, _, value = line.partition('=')
-            values[key] = value
-    return values
-
-
-def format_grubenv(values: Dict[str, str]) -> bytes:
-    body = GRUBENV_HEADER + ''.join('%s=%s\n' % (k, v) for k, v in values.items())
-    data = body.encode()
-    if len(data) > GRUBENV_SIZE:
-        raise SlotError('GRUB environment block overflow')
-    return data + b'#' * (GRUBENV_SIZE - len(data))
-
-
+# ---- GRUB environment block on the boot partition ---------------------------------------------------
 def read_env(esp: str) -> Dict[str, str]:
     with open(os.path.join(esp, 'grub', 'grubenv'), 'rb') as handle:
         return parse_grubenv(handle.read())
 
 
 def write_env(esp: str, values: Dict[str, str]) -> None:
-    """Replace the block whole: write beside it, fsync, rename (GRUB's save_env rewrites in place)."""
-    path = os.path.join(esp, 'grub', 'grubenv')
-    _atomic_write(path, format_grubenv(values))
+    """Replace the block whole (GRUB's save_env rewrites it in place, at the same size)."""
+    atomic_write(os.path.join(esp, 'grub', 'grubenv'), format_grubenv(values))
 
 
 # ---- decisions (pure) -------------------------------------------------------------------------------
 def booted_slot(cmdline: str) -> Optional[str]:
-    for word in cmdline.split():
-        if word.startswith('fv.slot='):
-            slot = word.split('=', 1)[1]
-            return slot if slot in SLOTS else None
-    return None
+    mode, slot = boot_mode(cmdline)
+    return slot if mode == 'slot' else None
 
 
 def other(slot: str) -> str:
-    return SLOTS[1 - SLOTS.index(slot)]
+    return other_slot(slot)
 
 
 def next_boot(env: Dict[str, str]) -> str:
@@ -99,25 +59,7 @@ def next_boot(env: Dict[str, str]) -> str:
     return env.get('fv_next') or env.get('fv_active') or 'A'
 
 
-# ---- devices ----------------------------------------------------------------------------------------
-def find_partition(name: str, paths: Paths) -> str:
-    """The device node of the partition whose GPT name is ``name``."""
-    for entry in sorted(os.listdir(paths.sys_block)):
-        try:
-            with open(os.path.join(paths.sys_block, entry, 'uevent')) as handle:
-                fields = dict(line.rstrip('\n').split('=', 1) for line in handle if '=' in line)
-        except OSError:
-            continue
-        if fields.get('PARTNAME') == name:
-            return os.path.join(paths.dev, fields.get('DEVNAME', entry))
-    raise SlotError('no partition named %s' % name)
-
-
-def device_size(device: str) -> int:
-    with open(device, 'rb') as handle:
-        return handle.seek(0, os.SEEK_END)
-
-
+# ---- the boot partition -------------------------------------------------------------------------------
 @contextlib.contextmanager
 def esp_mounted(paths: Paths, writable: bool = False) -> Iterator[str]:
     if not paths.mount_esp or os.path.ismount(paths.esp_mount):
@@ -125,12 +67,11 @@ def esp_mounted(paths: Paths, writable: bool = False) -> Iterator[str]:
         return
     os.makedirs(paths.esp_mount, exist_ok=True)
     options = 'rw' if writable else 'ro'
-    subprocess.run(['mount', '-t', 'vfat', '-o', options, find_partition('fvboot', paths), paths.esp_mount],
-                   check=True)
+    run(['mount', '-t', 'vfat', '-o', options, require_partition(paths, PART_BOOT), paths.esp_mount], check=True)
     try:
         yield paths.esp_mount
     finally:
-        subprocess.run(['umount', paths.esp_mount], check=False)
+        run(['umount', paths.esp_mount])
 
 
 # ---- commands ---------------------------------------------------------------------------------------
@@ -139,7 +80,7 @@ def status(paths: Paths) -> Dict[str, object]:
         booted = booted_slot(handle.read())
     with esp_mounted(paths) as esp:
         env = read_env(esp)
-        versions = {slot: _read(os.path.join(esp, 'slots', slot, 'version')) for slot in SLOTS}
+        versions = {slot: read_text(os.path.join(esp, 'slots', slot, 'version')).strip() or None for slot in SLOTS}
     return {
         'booted': booted or 'live',
         'active': env.get('fv_active', 'A'),
@@ -159,11 +100,11 @@ def write_slot(paths: Paths, squashfs: str, kernel: str, initrd: str, version: s
     if booted is None:
         raise SlotError('not booted from a slot (live system): install first')
     target = other(booted)
-    device = find_partition('fvslot' + target, paths)
+    device = require_partition(paths, PART_SLOT[target])
     size = os.path.getsize(squashfs)
     if size > device_size(device):
         raise SlotError('%s (%d bytes) does not fit slot %s (%d bytes)' % (squashfs, size, target, device_size(device)))
-    digest = _sha256(squashfs)
+    digest = sha256_file(squashfs)
     if sha256 and digest != sha256.lower():
         raise SlotError('%s: sha256 %s, expected %s' % (squashfs, digest, sha256))
     log('fvslot: writing slot %s (%s, %d MiB) to %s' % (target, version, size >> 20, device))
@@ -172,24 +113,16 @@ def write_slot(paths: Paths, squashfs: str, kernel: str, initrd: str, version: s
             dst.write(block)
         dst.flush()
         os.fsync(dst.fileno())
-    with open(device, 'rb') as dst:
-        written = hashlib.sha256()
-        remaining = size
-        while remaining:
-            block = dst.read(min(CHUNK, remaining))
-            if not block:
-                break
-            written.update(block)
-            remaining -= len(block)
-    if written.hexdigest() != digest:
-        raise SlotError('slot %s: read-back sha256 %s differs from %s' % (target, written.hexdigest(), digest))
+    written = sha256_file(device, size)
+    if written != digest:
+        raise SlotError('slot %s: read-back sha256 %s differs from %s' % (target, written, digest))
     with esp_mounted(paths, writable=True) as esp:
         folder = os.path.join(esp, 'slots', target)
         os.makedirs(folder, exist_ok=True)
         for source, name in ((kernel, 'vmlinuz'), (initrd, 'initrd.img')):
             with open(source, 'rb') as handle:
-                _atomic_write(os.path.join(folder, name), handle.read())
-        _atomic_write(os.path.join(folder, 'version'), (version + '\n').encode())
+                atomic_write(os.path.join(folder, name), handle.read())
+        atomic_write(os.path.join(folder, 'version'), (version + '\n').encode())
     log('fvslot: slot %s written and verified (sha256 %s)' % (target, digest))
     return {'slot': target, 'version': version, 'sha256': digest}
 
@@ -226,51 +159,26 @@ def mark_good(paths: Paths) -> str:
     return booted
 
 
+def libvirt_answers() -> bool:
+    try:
+        return run(['virsh', '-c', 'qemu:///system', 'version'], timeout=20).returncode == 0
+    except (HostError, subprocess.TimeoutExpired):
+        return False
+
+
 def healthy(paths: Paths) -> bool:
-    try:
-        answered = subprocess.run(['virsh', '-c', 'qemu:///system', 'version'], capture_output=True,
-                                  timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        answered = False
-    return answered and os.path.ismount(paths.state_mount)
+    return libvirt_answers() and os.path.ismount(paths.state_mount)
 
 
-# ---- helpers ----------------------------------------------------------------------------------------
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path) as handle:
-            return handle.read().strip() or None
-    except OSError:
-        return None
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(CHUNK), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    folder = os.path.dirname(path)
-    handle, temp = tempfile.mkstemp(dir=folder, prefix='.fvslot-')
-    try:
-        with os.fdopen(handle, 'wb') as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    with contextlib.suppress(OSError):
-        directory = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+def ready(paths: Paths, timeout: float) -> bool:
+    """Wait until libvirtd answers, then say "firmvisor ready" on the console (docs/image.md)."""
+    if wait_for(libvirt_answers, timeout, step=1.0):
+        say('libvirtd answered at %s s after boot' % read_text('/proc/uptime').split(' ')[0], paths, console=False)
+        # The leading newline ends whatever systemd's ephemeral status line left on the terminal.
+        say('\nfirmvisor ready', paths)
+        return True
+    say('firmvisor: libvirtd did not answer within %d s (see journalctl -u libvirtd)' % timeout, paths)
+    return False
 
 
 def main(argv=None, paths: Optional[Paths] = None) -> int:
@@ -285,6 +193,8 @@ def main(argv=None, paths: Optional[Paths] = None) -> int:
     once.add_argument('slot', nargs='?', choices=SLOTS)
     commands.add_parser('mark-good')
     commands.add_parser('health')
+    wait = commands.add_parser('ready')
+    wait.add_argument('--timeout', type=float, default=300)
     args = parser.parse_args(argv)
     paths = paths or Paths()
     try:
@@ -300,7 +210,9 @@ def main(argv=None, paths: Optional[Paths] = None) -> int:
             ok = healthy(paths)
             print('fvslot: %s' % ('healthy' if ok else 'not healthy'))
             return 0 if ok else 1
-    except (SlotError, OSError, subprocess.CalledProcessError) as exc:
+        elif args.command == 'ready':
+            return 0 if ready(paths, args.timeout) else 1
+    except (HostError, OSError) as exc:
         print('fvslot: %s' % exc, file=sys.stderr)
         return 2
     return 0

@@ -1,8 +1,8 @@
-#!/bin/sh
+#!/bin/bash
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
-# dev-boot-disk.sh [WORK_DIR]
+# image/dev/boot-disk.sh [WORK_DIR]
 #
 # The boot harness of the disk layout (docs/image.md): builds the GRUB images, assembles a disk from
 # a small kernel and throwaway initramfs images that print their slot marker and /proc/cmdline and
@@ -19,17 +19,18 @@
 # Environment: FV_TEST_KERNEL (default /var/cache/firmvisor/guest/vmlinuz), FV_FIRMWARES (default
 # "bios efi"), FV_BOOT_TIMEOUT seconds per boot (default 240), FV_SKIP_ISO=1, FV_SKIP_INSTALL=1.
 # Every qemu it starts is killed and temporary files are removed on exit, whatever happens.
-set -eu
+set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-WORK=${1:-/var/tmp/fvimg-b/harness}
+IMAGE=$(dirname "$HERE")
+WORK=${1:-/var/tmp/fvemb-harness}
 KERNEL=${FV_TEST_KERNEL:-/var/cache/firmvisor/guest/vmlinuz}
 FIRMWARES=${FV_FIRMWARES:-bios efi}
 TIMEOUT=${FV_BOOT_TIMEOUT:-240}
 OVMF_CODE=${FV_OVMF_CODE:-/usr/share/OVMF/OVMF_CODE_4M.fd}
 OVMF_VARS=${FV_OVMF_VARS:-/usr/share/OVMF/OVMF_VARS_4M.fd}
 BUSYBOX=${FV_BUSYBOX:-/bin/busybox}
-ASSEMBLE="python3 $HERE/assemble.py"
+ASSEMBLE=(python3 "$IMAGE/tools/assemble.py")
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1735689600}
 
 QEMU_PID=
@@ -72,8 +73,8 @@ rm -f "$WORK"/logs/*.log
 
 # ---- pieces --------------------------------------------------------------------------------------
 say "GRUB images"
-"$HERE/build-boot.sh" "$WORK/boot" >"$WORK/logs/build-boot.out" 2>&1 \
-    || { cat "$WORK/logs/build-boot.out"; die "build-boot.sh"; }
+"$IMAGE/build/boot.sh" "$WORK/boot" >"$WORK/logs/build-boot.out" 2>&1 \
+    || { cat "$WORK/logs/build-boot.out"; die "boot.sh"; }
 
 # A throwaway initramfs: prints "fvtest: initramfs MARK up; cmdline: ..." and powers off.
 make_initrd() {  # MARK OUT
@@ -111,8 +112,8 @@ make_squashfs B "$P/root-B.squashfs"
 assemble() {  # OUT [slot B options]
     out=$1
     shift
-    $ASSEMBLE disk --out "$out" --core "$WORK/boot/core.img" --boot-img "$WORK/boot/boot.img" \
-        --efi "$WORK/boot/BOOTX64.EFI" --grub-cfg "$HERE/grub/grub.cfg" \
+    "${ASSEMBLE[@]}" disk --out "$out" --core "$WORK/boot/core.img" --boot-img "$WORK/boot/boot.img" \
+        --efi "$WORK/boot/BOOTX64.EFI" --grub-cfg "$IMAGE/grub/grub.cfg" \
         --kernel "$KERNEL" --initrd "$P/initrd-A.img" --slot-a "$P/root-A.squashfs" \
         --version 0.0.0-test "$@" >>"$WORK/logs/assemble.out" 2>&1 \
         || { cat "$WORK/logs/assemble.out"; die "assemble.py disk $out"; }
@@ -129,7 +130,7 @@ assemble "$WORK/disk-a2.img.raw"
     || die "the same pieces gave two different disks"
 rm -f "$WORK/disk-a2.img.raw"
 say "same pieces, same disk: sha256 $(sha256sum <"$WORK/disk-a.img.raw" | cut -c1-16)"
-$ASSEMBLE verify --device "$WORK/disk-ab.img.raw" --report "$WORK/logs/report-ab.json" >/dev/null \
+"${ASSEMBLE[@]}" verify --device "$WORK/disk-ab.img.raw" --report "$WORK/logs/report-ab.json" >/dev/null \
     || die "assemble.py verify of the disk it just wrote"
 if command -v sfdisk >/dev/null; then
     sfdisk --verify "$WORK/disk-ab.img.raw" >/dev/null 2>&1 || die "sfdisk --verify finds errors"
@@ -211,13 +212,13 @@ boot() {
 }
 
 env_get() {  # DISK NAME
-    $ASSEMBLE env --disk "$1" | sed -n "s/^$2=//p"
+    "${ASSEMBLE[@]}" env --disk "$1" | sed -n "s/^$2=//p"
 }
 env_set() {  # DISK NAME=VALUE...
     disk=$1
     shift
     for kv in "$@"; do set -- "$@" --set "$kv"; shift; done
-    $ASSEMBLE env --disk "$disk" "$@" >/dev/null
+    "${ASSEMBLE[@]}" env --disk "$disk" "$@" >/dev/null
 }
 expect_env() {  # DISK NAME VALUE WHAT
     value=$(env_get "$1" "$2")
@@ -273,8 +274,8 @@ if [ "${FV_SKIP_ISO:-0}" != 1 ]; then
     cp "$P/initrd-LIVE.img" "$iso_pieces/initrd.img"
     cp "$P/root-A.squashfs" "$iso_pieces/root.squashfs"
     ln -s "$WORK/boot" "$iso_pieces/boot"
-    FV_VERSION=0.0.0-test "$HERE/build-iso.sh" "$WORK/firmvisor-test.iso" "$iso_pieces" \
-        >"$WORK/logs/build-iso.out" 2>&1 || { cat "$WORK/logs/build-iso.out"; die "build-iso.sh"; }
+    FV_VERSION=0.0.0-test "$IMAGE/build/iso.sh" "$WORK/firmvisor-test.iso" "$iso_pieces" \
+        >"$WORK/logs/build-iso.out" 2>&1 || { cat "$WORK/logs/build-iso.out"; die "iso.sh"; }
     for fw in $FIRMWARES; do
         boot "$fw-iso" "$fw" "cdrom:$WORK/firmvisor-test.iso" LIVE fv.live=1
     done
@@ -294,7 +295,7 @@ if [ "${FV_SKIP_ISO:-0}" != 1 ] && [ "${FV_SKIP_INSTALL:-0}" != 1 ] && [ "$(id -
     LOOP=$(losetup -f --show "$installed") || die "losetup"
     printf '{"hostname": "hv-test", "install_to": "%s"}\n' "$LOOP" >"$WORK/tmp/seed.json"
     # --force: this is not a live boot (no fv.live=1 in /proc/cmdline); loop devices are allowed only here
-    if FV_INSTALL_ALLOW_LOOP=1 python3 "$HERE/overlay/usr/lib/firmvisor/fv-install" --force --no-reboot \
+    if FV_INSTALL_ALLOW_LOOP=1 python3 "$IMAGE/tools/fvinstall.py" --force --no-reboot \
             --seed "$WORK/tmp/seed.json" --source "$tree" >"$WORK/logs/fv-install.out" 2>&1; then
         PASSED=$((PASSED + 1))
         RESULTS="$RESULTS

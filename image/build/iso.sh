@@ -1,28 +1,30 @@
-#!/bin/sh
+#!/bin/bash
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
-# build-iso.sh OUT.iso PIECES_DIR
+# iso.sh OUT.iso PIECES_DIR
 #
 # The firmvisor live/installer ISO (docs/image.md), volume label FVISO, bootable by BIOS (GRUB El
 # Torito) and UEFI (El Torito alternate entry: the FAT image efiboot.img). PIECES_DIR holds
 #   vmlinuz  initrd.img  root.squashfs            the system
-#   boot/    the output of build-boot.sh (built into a temporary directory when missing)
+#   boot/    the output of boot.sh (built into a temporary directory when missing)
 # and may hold a file named version. The ISO holds
 #   /boot/vmlinuz /boot/initrd.img /boot/grub/grub.cfg (fv.live=1) /boot/grub/eltorito.img
 #   /boot/efiboot.img /live/root.squashfs
-#   /install/{core.img,boot.img,BOOTX64.EFI,grub.cfg,assemble.py,version}   what fv-install writes
+#   /install/{core.img,boot.img,BOOTX64.EFI,grub.cfg,version}   what fv-install writes (with the
+#            live system's own assemble.py)
 # Deterministic: every date is SOURCE_DATE_EPOCH (default 2025-01-01), owners 0, modes normalised.
-set -eu
+set -euo pipefail
 
-OUT=${1:?usage: build-iso.sh OUT.iso PIECES_DIR}
-PIECES=${2:?usage: build-iso.sh OUT.iso PIECES_DIR}
+OUT=${1:?usage: iso.sh OUT.iso PIECES_DIR}
+PIECES=${2:?usage: iso.sh OUT.iso PIECES_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
+IMAGE=$(dirname "$HERE")
 : "${SOURCE_DATE_EPOCH:=1735689600}"
 export SOURCE_DATE_EPOCH
 VERSION=${FV_VERSION:-}
-[ -n "$VERSION" ] || { [ -f "$PIECES/version" ] && VERSION=$(cat "$PIECES/version"); } || true
-[ -n "$VERSION" ] || VERSION=0.0.0
+if [ -z "$VERSION" ] && [ -f "$PIECES/version" ]; then VERSION=$(cat "$PIECES/version"); fi
+VERSION=${VERSION:-0.0.0}
 
 say() { echo "iso: $*"; }
 command -v xorriso >/dev/null || { echo "iso: xorriso is missing" >&2; exit 1; }
@@ -38,10 +40,11 @@ SQUASHFS=$(readlink -f "$PIECES/root.squashfs")
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fv-iso.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
-BOOT=$(readlink -f "$PIECES/boot" || echo "$PIECES/boot")
+BOOT=$PIECES/boot
+if [ -e "$BOOT" ]; then BOOT=$(readlink -f "$BOOT"); fi
 if [ ! -f "$BOOT/eltorito.img" ] || [ ! -f "$BOOT/efiboot.img" ]; then
     BOOT=$TMP/boot
-    "$HERE/build-boot.sh" "$BOOT"
+    "$HERE/boot.sh" "$BOOT"
 fi
 for piece in eltorito.img efiboot.img core.img boot.img BOOTX64.EFI; do
     [ -f "$BOOT/$piece" ] || { echo "iso: $BOOT/$piece is missing" >&2; exit 1; }
@@ -63,18 +66,17 @@ xorriso -no_rc -report_about WARNING \
     -rockridge on -joliet on -compliance iso_9660_level=3 \
     -map "$KERNEL" /boot/vmlinuz \
     -map "$INITRD" /boot/initrd.img \
-    -map "$HERE/grub/grub-iso.cfg" /boot/grub/grub.cfg \
+    -map "$IMAGE/grub/grub-iso.cfg" /boot/grub/grub.cfg \
     -map "$TMP/eltorito.img" /boot/grub/eltorito.img \
     -map "$BOOT/efiboot.img" /boot/efiboot.img \
     -map "$SQUASHFS" /live/root.squashfs \
     -map "$BOOT/core.img" /install/core.img \
     -map "$BOOT/boot.img" /install/boot.img \
     -map "$BOOT/BOOTX64.EFI" /install/BOOTX64.EFI \
-    -map "$HERE/grub/grub.cfg" /install/grub.cfg \
-    -map "$HERE/assemble.py" /install/assemble.py \
+    -map "$IMAGE/grub/grub.cfg" /install/grub.cfg \
     -map "$TMP/version" /install/version \
     -chown_r 0 / -- -chgrp_r 0 / -- \
-    -chmod_r a+r,go-w / -- -chmod a+x /install/assemble.py -- \
+    -chmod_r a+r,go-w / -- \
     -alter_date_r b-c "=$SOURCE_DATE_EPOCH" / -- -alter_date_r c "=$SOURCE_DATE_EPOCH" / -- \
     -volume_date uuid "$volume_date" -volume_date all_file_dates "=$SOURCE_DATE_EPOCH" \
     -boot_image grub bin_path=/boot/grub/eltorito.img \
@@ -85,4 +87,5 @@ xorriso -no_rc -report_about WARNING \
     -boot_image any efi_path=/boot/efiboot.img \
     -commit -end
 mv "$PARTIAL" "$OUT"
-say "$OUT: $(( $(stat -c %s "$OUT") / 1048576 )) MiB, sha256 $(sha256sum "$OUT" | cut -d' ' -f1)"
+digest=$(sha256sum "$OUT")
+say "$OUT: $(( $(stat -c %s "$OUT") / 1048576 )) MiB, sha256 ${digest%% *}"

@@ -2,13 +2,14 @@
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 #
-# dev-boot.sh [PIECES_DIR]
+# image/dev/boot.sh [PIECES_DIR]
 #
 # The image developer's harness: boots the squashfs, kernel and initramfs under QEMU (TCG) straight
 # from a small test disk, without GRUB, and checks the running system:
 #   disk.raw  GPT: fvslotA (the squashfs, written with dd) and fvstate (ext4 label FVSTATE, made
 #             with mkfs.ext4 -d and written with dd; no loop devices, no mounts)
-#   seed.iso  FVSEED: seed.json with hostname, a fresh ed25519 authorized key, DHCP
+#   seed.iso  FVSEED: seed.json with hostname, a fresh ed25519 authorized key, DHCP (a CD-ROM drive:
+#             removable media, where the image takes a seed from)
 # First boot: waits for "firmvisor ready" on the serial console, then checks over SSH (QEMU user
 # networking, restrict=on, SSH forwarded from a free port on 127.0.0.1): / is an overlay over a
 # read-only squashfs, libvirtd answers locally and over qemu+ssh:// from here. Then it defines a
@@ -16,8 +17,9 @@
 # inside; after the second "firmvisor ready": the domain is still defined, /etc/fv-test is gone,
 # the host key is the same. QEMU is killed and the work files removed at the end, whatever happens.
 #
-# PIECES_DIR holds root.squashfs, vmlinuz and initrd.img (default /var/tmp/fvimg-a/out).
-# Environment: FV_WORK (default /var/tmp/fvimg-a/dev-boot), FV_BOOT_TIMEOUT (default 300 s per
+# PIECES_DIR holds root.squashfs, vmlinuz and initrd.img (default /var/lib/firmvisor/images/molecule: the
+# image molecule/embedded builds).
+# Environment: FV_WORK (default /var/tmp/fvemb-dev-boot), FV_BOOT_TIMEOUT (default 300 s per
 # boot), FV_KEEP=1 keeps the work directory, FV_LIVE=1 boots the squashfs from an FVISO ISO with
 # fv.live=1 instead (stateless: checks the overlay and libvirtd, and that nothing persists);
 # FV_SEED=malformed boots with a broken seed.json and checks the console only (nobody can log in);
@@ -25,8 +27,8 @@
 # after the checks (prints the ssh command).
 set -euo pipefail
 
-PIECES=${1:-/var/tmp/fvimg-a/out}
-WORK=${FV_WORK:-/var/tmp/fvimg-a/dev-boot}
+PIECES=${1:-/var/lib/firmvisor/images/molecule}
+WORK=${FV_WORK:-/var/tmp/fvemb-dev-boot}
 BOOT_TIMEOUT=${FV_BOOT_TIMEOUT:-300}
 LIVE=${FV_LIVE:-0}
 for piece in root.squashfs vmlinuz initrd.img; do
@@ -73,12 +75,9 @@ MIB=$((1 << 20))
 # ---- the seed ------------------------------------------------------------------------------------
 ssh-keygen -q -t ed25519 -N '' -C fv-dev-boot -f "$WORK/key"
 mkdir -p "$WORK/seed"
-python3 - "$WORK/key.pub" "$WORK/seed/seed.json" <<'EOF'
-import json, sys
-key = open(sys.argv[1]).read().strip()
-json.dump({'hostname': 'fvdev', 'authorized_keys': [key], 'network': {'mode': 'dhcp'}},
-          open(sys.argv[2], 'w'), indent=2)
-EOF
+# An OpenSSH public key line holds no quote or backslash: it goes into the JSON string as it is.
+printf '{"hostname": "fvdev", "authorized_keys": ["%s"], "network": {"mode": "dhcp"}}\n' \
+    "$(cat "$WORK/key.pub")" >"$WORK/seed/seed.json"
 if [ "${FV_SEED:-}" = malformed ]; then
     printf '{"hostname": "fvdev", "authorized_keys": [' >"$WORK/seed/seed.json"
 fi
@@ -124,7 +123,7 @@ STARTED=$(date +%s)
 qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -monitor none \
     -kernel "$PIECES/vmlinuz" -initrd "$PIECES/initrd.img" -append "$APPEND" \
     "${BOOT_DRIVE[@]}" \
-    -drive "file=$WORK/seed.iso,if=virtio,format=raw,readonly=on" \
+    -drive "file=$WORK/seed.iso,media=cdrom,format=raw,readonly=on" \
     -netdev "user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:$PORT-:22" \
     -device virtio-net-pci,netdev=mgmt,addr=0x10 \
     -serial "file:$CONSOLE" </dev/null >"$WORK/qemu.log" 2>&1 &
