@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """assemble.py: write the firmvisor GPT disk (docs/image.md) from its pieces, and check it.

@@ -163,3 +163,19 @@ def test_not_an_image_tree(params, tmp_path):
         _image.ensure_image(dict(params, files=str(tmp_path)), check_mode=True)
     with pytest.raises(FvError, match='no image source tree given'):
         _image.ensure_image(dict(params, files=None), check_mode=True)
+
+
+def test_a_step_that_cannot_start_is_a_failed_step(params):
+    os.chmod(os.path.join(params['files'], 'build', 'squashfs.sh'), 0o644)
+    with pytest.raises(FvError, match=r"(?s)step 'squashfs' failed \(exit 126\).*cannot run .*squashfs.sh"):
+        _image.ensure_image(params, check_mode=False)
+
+
+def test_the_real_tree_is_complete_and_executable():
+    """What a fresh clone gives the build: every required file, the scripts executable."""
+    tree = os.path.join(os.path.dirname(__file__), '..', '..', 'image')
+    _image.check_tree(tree)
+    for name in ('build/rootfs.sh', 'build/initramfs.sh', 'build/squashfs.sh', 'build/boot.sh', 'build/iso.sh',
+                 'build/kmodules.py', 'initramfs/init', 'rootfs/usr/sbin/fv-state', 'rootfs/usr/sbin/fvslot',
+                 'rootfs/usr/sbin/fv-install', 'dev/boot.sh', 'dev/boot-disk.sh'):
+        assert os.access(os.path.join(tree, name), os.X_OK), name + ' is not executable'

@@ -319,9 +319,12 @@ class Builder:
             log.write('\n==== %s: %s\n' % (step.title, ' '.join(argv) if argv else '(python)'))
             log.flush()
             if argv:
-                proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env(state['inputs']),
-                                      cwd=self.work, check=False)
-                code = proc.returncode
+                try:
+                    code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env(state['inputs']),
+                                          cwd=self.work, check=False).returncode
+                except OSError as exc:  # not executable, missing interpreter
+                    log.write('error: cannot run %s: %s\n' % (argv[0], exc))
+                    code = 126
             else:
                 code = self._python_step(log)
         seconds = round(time.monotonic() - started, 1)
