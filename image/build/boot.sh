@@ -13,6 +13,8 @@
 #   eltorito.img  i386-pc-eltorito GRUB for the ISO (BIOS El Torito)  early config: image/grub/early-iso.cfg
 #   efiboot.img   FAT image holding /EFI/BOOT/BOOTX64.EFI for the ISO (UEFI El Torito)
 #   BOOTX64-iso.EFI  the x86_64-efi GRUB inside efiboot.img
+#   grub.cfg, grub-iso.cfg  image/grub's configurations of the disk and the ISO, with "set fv_debug=1"
+#                 when FV_DEBUG=1 (a debug image: GRUB's menu can be edited)
 #
 # Every module is built into the images (nothing is loaded from disk at boot). The same inputs give
 # byte-identical outputs (fixed FAT volume id, SOURCE_DATE_EPOCH for mtools).
@@ -37,11 +39,17 @@ done
 # Modules in every image; the platform-specific ones are added below.
 COMMON=(part_gpt part_msdos fat ext2 iso9660 normal linux boot configfile loadenv echo test true
         search search_label search_fs_file search_fs_uuid serial terminal gzio all_video
-        minicmd cat ls sleep halt reboot)
+        minicmd cat ls sleep halt reboot probe)
 EFI_MODS=("${COMMON[@]}" efi_gop efi_uga linuxefi)
 PC_MODS=("${COMMON[@]}" biosdisk)
 
 mkdir -p "$OUT"
+DEBUG=${FV_DEBUG:-0}
+for cfg in grub.cfg grub-iso.cfg; do
+    sed "s/^set fv_debug=0\$/set fv_debug=$DEBUG/" "$IMAGE/grub/$cfg" >"$OUT/$cfg"
+    grep -qx "set fv_debug=$DEBUG" "$OUT/$cfg" || { echo "boot: $cfg has no 'set fv_debug=0' line" >&2; exit 1; }
+done
+say "grub.cfg, grub-iso.cfg (fv_debug=$DEBUG)"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/fv-boot.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 

@@ -11,6 +11,9 @@
 #
 # The result is also copied to ROOTFS_DIR/boot/initrd.img (the slot's squashfs carries it, see
 # docs/image.md). Deterministic: sorted newc cpio, owner 0, every mtime SOURCE_DATE_EPOCH, gzip -n.
+#
+# Environment: FV_DEBUG=1 builds a debug initramfs (/etc/fv-debug: a shell on the console instead of
+# a reboot when the system is not found, fv.break=1 and fv.debug=1 honoured, no early watchdog).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -81,6 +84,10 @@ for file in modules.order modules.builtin modules.builtin.modinfo; do
 done
 depmod -b "$TREE" "$KVER"
 echo "$KVER" >etc/fv-kernel
+if [ "${FV_DEBUG:-0}" = 1 ]; then
+    say "debug initramfs: a shell on failure, fv.break and fv.debug honoured"
+    echo "built with debug: true" >etc/fv-debug
+fi
 
 install -m 0755 "$IMAGE/initramfs/init" init
 

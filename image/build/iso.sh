@@ -19,7 +19,6 @@ set -euo pipefail
 OUT=${1:?usage: iso.sh OUT.iso PIECES_DIR}
 PIECES=${2:?usage: iso.sh OUT.iso PIECES_DIR}
 HERE=$(cd "$(dirname "$0")" && pwd)
-IMAGE=$(dirname "$HERE")
 : "${SOURCE_DATE_EPOCH:=1735689600}"
 export SOURCE_DATE_EPOCH
 VERSION=${FV_VERSION:-}
@@ -46,7 +45,7 @@ if [ ! -f "$BOOT/eltorito.img" ] || [ ! -f "$BOOT/efiboot.img" ]; then
     BOOT=$TMP/boot
     "$HERE/boot.sh" "$BOOT"
 fi
-for piece in eltorito.img efiboot.img core.img boot.img BOOTX64.EFI; do
+for piece in eltorito.img efiboot.img core.img boot.img BOOTX64.EFI grub.cfg grub-iso.cfg; do
     [ -f "$BOOT/$piece" ] || { echo "iso: $BOOT/$piece is missing" >&2; exit 1; }
 done
 printf '%s\n' "$VERSION" >"$TMP/version"
@@ -66,14 +65,14 @@ xorriso -no_rc -report_about WARNING \
     -rockridge on -joliet on -compliance iso_9660_level=3 \
     -map "$KERNEL" /boot/vmlinuz \
     -map "$INITRD" /boot/initrd.img \
-    -map "$IMAGE/grub/grub-iso.cfg" /boot/grub/grub.cfg \
+    -map "$BOOT/grub-iso.cfg" /boot/grub/grub.cfg \
     -map "$TMP/eltorito.img" /boot/grub/eltorito.img \
     -map "$BOOT/efiboot.img" /boot/efiboot.img \
     -map "$SQUASHFS" /live/root.squashfs \
     -map "$BOOT/core.img" /install/core.img \
     -map "$BOOT/boot.img" /install/boot.img \
     -map "$BOOT/BOOTX64.EFI" /install/BOOTX64.EFI \
-    -map "$IMAGE/grub/grub.cfg" /install/grub.cfg \
+    -map "$BOOT/grub.cfg" /install/grub.cfg \
     -map "$TMP/version" /install/version \
     -chown_r 0 / -- -chgrp_r 0 / -- \
     -chmod_r a+r,go-w / -- \

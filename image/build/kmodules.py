@@ -9,7 +9,10 @@
     kmodules.py initramfs MODDIR OUT_MODDIR ORDER_FILE MODULE... -- LATER_MODULE...
         copy MODULE... and LATER_MODULE... with their dependencies and soft dependencies into
         OUT_MODDIR (decompressed), and write the load order: ORDER_FILE (loaded at once) and
-        ORDER_FILE-later (loaded when the system is not found within a few seconds) (initramfs.sh).
+        ORDER_FILE-later (loaded when the system is not found within a few seconds); and the
+        watchdog drivers (WATCHDOGS) with theirs, listed in ORDER_FILE-watchdogs as
+        "DEVICE PARAMETER MODULE..." lines (initramfs.sh; the initramfs's init arms the first whose
+        device is there).
     kmodules.py is-static FILE
         exit 0 when FILE is a 64-bit ELF without a program interpreter (a static busybox).
 """
@@ -38,6 +41,16 @@ DROP = tuple('kernel/%s/' % prefix for prefix in (
     'drivers/greybus', 'drivers/most', 'drivers/misc/cardreader', 'drivers/input/mouse',
     'drivers/platform/chrome', 'drivers/platform/surface', 'drivers/hid/intel-ish-hid',
 ))
+
+
+# The hardware watchdogs the initramfs arms: the first whose PCI device (vendor:device, or any) is
+# there. The i6300ESB (QEMU's <watchdog model='i6300esb'>) goes before the chipset TCO timers, which
+# QEMU's q35 also has but which do not reset it by default.
+WATCHDOGS = (
+    ('8086:25AB', 'heartbeat', ('i6300esb',)),
+    ('any', 'heartbeat', ('lpc_ich', 'iTCO_wdt')),
+    ('any', 'heartbeat', ('sp5100_tco',)),
+)
 
 
 def name_of(path: str) -> str:
@@ -159,18 +172,37 @@ def plain_path(mod: str) -> str:
     return mod.rsplit('.ko', 1)[0] + '.ko'
 
 
+def watchdog_lines(deps: Dict[str, List[str]], soft: Dict[str, List[str]], builtin: Set[str]) -> List[str]:
+    """"DEVICE PARAMETER MODULE..." for each watchdog of WATCHDOGS this kernel has (its modules with
+    their dependencies, in load order; the last one takes PARAMETER)."""
+    lines = []
+    for device, parameter, names in WATCHDOGS:
+        (mods,), missing = load_order(deps, soft, builtin, [list(names)])
+        if not missing and mods:
+            lines.append(' '.join([device, parameter] + [plain_path(mod) for mod in mods]))
+    return lines
+
+
 def initramfs(moddir: str, out: str, order_file: str, wanted: List[str], later: List[str]) -> None:
     with open(os.path.join(moddir, 'modules.builtin')) as handle:
         builtin = {name_of(line.strip()) for line in handle}
-    (first, second), missing = load_order(read_deps(moddir), read_softdeps(moddir), builtin, [wanted, later])
+    deps, soft = read_deps(moddir), read_softdeps(moddir)
+    (first, second), missing = load_order(deps, soft, builtin, [wanted, later])
     if missing:
         print('initramfs:   not in this kernel (skipped): %s' % ' '.join(missing))
+    watchdogs = watchdog_lines(deps, soft, builtin)
+    extra = sorted({path for line in watchdogs for path in line.split()[2:]})
     for mod in first + second:
         copy_module(os.path.join(moddir, mod), os.path.join(out, plain_path(mod)))
-    for path, mods in ((order_file, first), (order_file + '-later', second)):
+    for mod in deps:
+        if plain_path(mod) in extra:
+            copy_module(os.path.join(moddir, mod), os.path.join(out, plain_path(mod)))
+    for path, lines in ((order_file, [plain_path(mod) for mod in first]),
+                        (order_file + '-later', [plain_path(mod) for mod in second]),
+                        (order_file + '-watchdogs', watchdogs)):
         with open(path, 'w') as handle:
-            handle.write(''.join(plain_path(mod) + '\n' for mod in mods))
-    print('initramfs:   %d + %d modules (with dependencies)' % (len(first), len(second)))
+            handle.write(''.join(line + '\n' for line in lines))
+    print('initramfs:   %d + %d modules (with dependencies), %d watchdogs' % (len(first), len(second), len(watchdogs)))
 
 
 def is_static_elf(data: bytes) -> bool:

@@ -17,6 +17,8 @@
 #     FV_PACKAGES        the package list (space separated); default: image/packages.list
 #     FV_VERSION         written to /etc/firmvisor/version (default 0.1.0)
 #     FV_SUITE           default bookworm
+#     FV_DEBUG           1: a debug image (systemd's emergency and rescue shells kept; see image_build's
+#                        debug option); /usr/lib/firmvisor/debug marks it
 #     SOURCE_DATE_EPOCH  every timestamp (default 2025-01-01)
 set -euo pipefail
 
@@ -114,8 +116,13 @@ install -d -m 0755 "$ROOT/usr/lib/firmvisor"
 install -m 0644 "$IMAGE"/tools/*.py "$ROOT/usr/lib/firmvisor/"
 
 say "version $VERSION"
-mkdir -p "$ROOT/etc/firmvisor" "$ROOT/var/lib/firmvisor/state"
+mkdir -p "$ROOT/etc/firmvisor/health.d" "$ROOT/etc/firmvisor/nftables.d" "$ROOT/var/lib/firmvisor/state"
 printf '%s\n' "$VERSION" >"$ROOT/etc/firmvisor/version"
+if [ "${FV_DEBUG:-0}" = 1 ]; then
+    say "debug image: systemd's emergency and rescue shells stay"
+    rm -rf "$ROOT/usr/lib/systemd/system/emergency.service.d" "$ROOT/usr/lib/systemd/system/rescue.service.d"
+    echo "built with debug: true" >"$ROOT/usr/lib/firmvisor/debug"
+fi
 
 say "identity: hostname firmvisor, empty machine-id (a new one every boot), no SSH host keys"
 echo firmvisor >"$ROOT/etc/hostname"
@@ -133,7 +140,8 @@ say "systemd: units for a hypervisor"
 # The serial console always gets a getty; tty1 does not (headless).
 for unit in serial-getty@ttyS0.service systemd-networkd.service systemd-resolved.service ssh.service \
             chrony.service nftables.service libvirtd.service virtlogd.service \
-            firmvisor-state.service firmvisor-ready.service firmvisor-install.service; do
+            firmvisor-state.service firmvisor-save.service firmvisor-health.service \
+            firmvisor-install.service; do
     in_root systemctl enable "$unit" >/dev/null 2>&1 || die "systemctl enable $unit failed"
 done
 in_root systemctl disable getty@tty1.service 2>/dev/null || true

@@ -4,15 +4,17 @@
 #
 # image/dev/boot-disk.sh [WORK_DIR]
 #
-# The boot harness of the disk layout (docs/image.md): builds the GRUB images, assembles a disk from
-# a small kernel and throwaway initramfs images that print their slot marker and /proc/cmdline and
-# power off, and boots it under TCG with SeaBIOS and with OVMF:
-#   1. slot A boots (fv.slot=A)
-#   2. fv_next=B (written with assemble.py env, as the host tool does): B boots once, GRUB clears it
-#   3. next boot, B never marked good: A boots (fallback)
-#   4. fv_active=B: B boots
-#   5. fv_next=B on a disk whose slot B has no kernel: A boots
-#   6. fv_next=B on a disk whose slot B kernel is not a kernel: GRUB falls back to A in the same boot
+# The boot harness of the disk layout and GRUB's boot counting (docs/image.md, image/grub/grub.cfg):
+# builds the GRUB images, assembles disks from a small kernel and throwaway initramfs images that
+# print their slot marker and /proc/cmdline and power off (so no boot is ever marked good), and boots
+# them under TCG with SeaBIOS and with OVMF, checking after each boot the slot booted, the kernel
+# command line (fv.slot=, fv.esp= the boot partition's GUID) and the tries GRUB saved:
+#   1. a fresh disk boots A and takes a try (fv_tries_A 3 -> 2)
+#   2. slot B on trial with 2 tries: B, B, then A (the trial ran out; fv_next cleared)
+#   3. fv_active=B: B boots
+#   4. the known-good slot A out of tries, B valid with tries: B
+#   5. a trial of a slot that is not valid (no version): A, fv_next cleared
+#   6. a trial of a slot whose kernel is not a kernel: GRUB falls back to A in the same boot
 # then builds the ISO from the same pieces and boots it (fv.live=1) under both firmwares, and (as
 # root, with loop devices) runs fv-install from the ISO's tree onto a loop device and boots that disk.
 #
@@ -124,7 +126,7 @@ assemble "$WORK/disk-ab.img.raw" --slot-b "$P/root-B.squashfs" --kernel-b "$KERN
     --initrd-b "$P/initrd-B.img" --version-b 0.0.1-test --report "$WORK/logs/report-ab.json"
 assemble "$WORK/disk-a.img.raw" --report "$WORK/logs/report-a.json"
 head -c 200000 /dev/urandom >"$P/junk.bin"
-assemble "$WORK/disk-junk-b.img.raw" --kernel-b "$P/junk.bin" --initrd-b "$P/junk.bin"
+assemble "$WORK/disk-junk-b.img.raw" --slot-b "$P/root-B.squashfs" --kernel-b "$P/junk.bin" --initrd-b "$P/junk.bin"
 assemble "$WORK/disk-a2.img.raw"
 [ "$(sha256sum <"$WORK/disk-a.img.raw")" = "$(sha256sum <"$WORK/disk-a2.img.raw")" ] \
     || die "the same pieces gave two different disks"
@@ -235,34 +237,45 @@ expect_env() {  # DISK NAME VALUE WHAT
     fi
 }
 
+ESP_GUID=$("${ASSEMBLE[@]}" table --version 0.0.0-test --guid-of fvboot)
+expect_tries() {  # DISK A B WHAT: fv_tries_A and fv_tries_B as GRUB saved them
+    expect_env "$1" fv_tries_A "$2" "$4"
+    expect_env "$1" fv_tries_B "$3" "$4"
+}
 for fw in $FIRMWARES; do
     disk=$WORK/disk-$fw.raw
     cp --sparse=always "$WORK/disk-ab.img.raw" "$disk"
-    say "== $fw: A/B on $(basename "$disk")"
-    boot "$fw-1-default" "$fw" "disk:$disk" A fv.slot=A
-    expect_env "$disk" fv_active A "$fw-1 env"
-    env_set "$disk" fv_next=B
-    boot "$fw-2-try-B" "$fw" "disk:$disk" B fv.slot=B
-    expect_env "$disk" fv_next "" "$fw-2 GRUB cleared fv_next"
-    expect_env "$disk" fv_active A "$fw-2 env"
-    boot "$fw-3-fallback" "$fw" "disk:$disk" A fv.slot=A
-    env_set "$disk" fv_active=B
-    boot "$fw-4-active-B" "$fw" "disk:$disk" B fv.slot=B
-    boot "$fw-5-still-B" "$fw" "disk:$disk" B fv.slot=B
+    say "== $fw: A/B on $(basename "$disk") (boot partition $ESP_GUID)"
+    boot "$fw-1-fresh" "$fw" "disk:$disk" A "fv.esp=$ESP_GUID"
+    expect_tries "$disk" 2 0 "$fw-1 a try taken"
+    env_set "$disk" fv_next=B fv_tries_B=2
+    boot "$fw-2-trial-B-1" "$fw" "disk:$disk" B fv.slot=B "firmvisor: grub: trying slot B (1 tries left"
+    boot "$fw-2-trial-B-2" "$fw" "disk:$disk" B fv.slot=B "firmvisor: grub: trying slot B (0 tries left"
+    boot "$fw-2-trial-over" "$fw" "disk:$disk" A fv.slot=A "slot B failed its trial"
+    expect_env "$disk" fv_next "" "$fw-2 the trial is over"
+    expect_tries "$disk" 1 0 "$fw-2 tries"
+    env_set "$disk" fv_active=B fv_tries_B=3
+    boot "$fw-3-active-B" "$fw" "disk:$disk" B fv.slot=B
+    env_set "$disk" fv_active=A fv_tries_A=0 fv_tries_B=3
+    boot "$fw-4-A-out-of-tries" "$fw" "disk:$disk" B fv.slot=B "slot A failed (no tries left, or not valid): trying slot B"
     rm -f "$disk"
     disk=$WORK/disk-$fw-a.raw
     cp --sparse=always "$WORK/disk-a.img.raw" "$disk"
-    env_set "$disk" fv_next=B
-    boot "$fw-6-next-B-empty" "$fw" "disk:$disk" A fv.slot=A
-    expect_env "$disk" fv_next "" "$fw-6 GRUB cleared fv_next"
+    env_set "$disk" fv_next=B fv_tries_B=3
+    boot "$fw-5-trial-of-an-invalid-slot" "$fw" "disk:$disk" A fv.slot=A "slot B failed its trial"
+    expect_env "$disk" fv_next "" "$fw-5 the trial is over"
     rm -f "$disk"
     disk=$WORK/disk-$fw-junk.raw
     cp --sparse=always "$WORK/disk-junk-b.img.raw" "$disk"
-    env_set "$disk" fv_next=B
-    boot "$fw-7-next-B-bad-kernel" "$fw" "disk:$disk" A fv.slot=A
-    grep -a -q "Falling back to .firmvisor slot A" "$WORK/logs/$fw-7-next-B-bad-kernel.log" \
-        || { FAILED=$((FAILED + 1)); RESULTS="$RESULTS
-  FAIL  $fw-7: no GRUB fallback message"; }
+    env_set "$disk" fv_next=B fv_tries_B=3
+    boot "$fw-6-next-B-bad-kernel" "$fw" "disk:$disk" A fv.slot=A
+    if grep -a -q "Falling back to .firmvisor slot A" "$WORK/logs/$fw-6-next-B-bad-kernel.log"; then
+        PASSED=$((PASSED + 1))
+    else
+        FAILED=$((FAILED + 1))
+        RESULTS="$RESULTS
+  FAIL  $fw-6: no GRUB fallback message"
+    fi
     rm -f "$disk"
 done
 

@@ -4,10 +4,9 @@
 #
 # image/dev/boot.sh [PIECES_DIR]
 #
-# The image developer's harness: boots the squashfs, kernel and initramfs under QEMU (TCG) straight
-# from a small test disk, without GRUB, and checks the running system:
-#   disk.raw  GPT: fvslotA (the squashfs, written with dd) and fvstate (ext4 label FVSTATE, made
-#             with mkfs.ext4 -d and written with dd; no loop devices, no mounts)
+# The image developer's harness: boots the kernel and initramfs of a build under QEMU (TCG) straight
+# (without GRUB) on its disk, and checks the running system:
+#   disk.qcow2  an overlay of the build's firmvisor.img
 #   seed.iso  FVSEED: seed.json with hostname, a fresh ed25519 authorized key, DHCP (a CD-ROM drive:
 #             removable media, where the image takes a seed from)
 # First boot: waits for "firmvisor ready" on the serial console, then checks over SSH (QEMU user
@@ -17,7 +16,7 @@
 # inside; after the second "firmvisor ready": the domain is still defined, /etc/fv-test is gone,
 # the host key is the same. QEMU is killed and the work files removed at the end, whatever happens.
 #
-# PIECES_DIR holds root.squashfs, vmlinuz and initrd.img (default /var/lib/firmvisor/images/molecule: the
+# PIECES_DIR holds root.squashfs, vmlinuz, initrd.img and firmvisor.img (default /var/lib/firmvisor/images/molecule: the
 # image molecule/embedded builds).
 # Environment: FV_WORK (default /var/tmp/fvemb-dev-boot), FV_BOOT_TIMEOUT (default 300 s per
 # boot), FV_KEEP=1 keeps the work directory, FV_LIVE=1 boots the squashfs from an FVISO ISO with
@@ -31,10 +30,10 @@ PIECES=${1:-/var/lib/firmvisor/images/molecule}
 WORK=${FV_WORK:-/var/tmp/fvemb-dev-boot}
 BOOT_TIMEOUT=${FV_BOOT_TIMEOUT:-300}
 LIVE=${FV_LIVE:-0}
-for piece in root.squashfs vmlinuz initrd.img; do
+for piece in root.squashfs vmlinuz initrd.img firmvisor.img; do
     [ -f "$PIECES/$piece" ] || { echo "dev-boot: $PIECES/$piece is missing" >&2; exit 2; }
 done
-for tool in sfdisk mkfs.ext4 genisoimage ssh ssh-keygen ssh-keyscan qemu-system-x86_64 python3 virsh; do
+for tool in qemu-img genisoimage ssh ssh-keygen ssh-keyscan qemu-system-x86_64 python3 virsh; do
     command -v "$tool" >/dev/null || { echo "dev-boot: $tool is missing" >&2; exit 2; }
 done
 
@@ -85,8 +84,6 @@ genisoimage -quiet -V FVSEED -J -r -o "$WORK/seed.iso" "$WORK/seed"
 
 # ---- the disk ------------------------------------------------------------------------------------
 SQUASH_SIZE=$(stat -c %s "$PIECES/root.squashfs")
-SLOT_MIB=$(( (SQUASH_SIZE + MIB - 1) / MIB + 16 ))
-STATE_MIB=128
 if [ "$LIVE" = 1 ]; then
     mkdir -p "$WORK/iso/live"
     ln "$PIECES/root.squashfs" "$WORK/iso/live/root.squashfs" 2>/dev/null || cp "$PIECES/root.squashfs" "$WORK/iso/live/"
@@ -95,23 +92,11 @@ if [ "$LIVE" = 1 ]; then
     BOOT_DRIVE=(-drive "file=$WORK/live.iso,if=virtio,format=raw,readonly=on")
     APPEND="fv.live=1 console=ttyS0,115200${FV_APPEND:+ $FV_APPEND}"
 else
-    DISK_MIB=$((1 + SLOT_MIB + STATE_MIB + 1))
-    truncate -s "${DISK_MIB}M" "$WORK/disk.raw"
-    sfdisk --quiet "$WORK/disk.raw" <<EOF
-label: gpt
-unit: sectors
-start=2048, size=$((SLOT_MIB * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=fvslotA
-start=$(((1 + SLOT_MIB) * 2048)), size=$((STATE_MIB * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=fvstate
-EOF
-    dd if="$PIECES/root.squashfs" of="$WORK/disk.raw" bs=1M seek=1 conv=notrunc,fsync status=none
-    mkdir -p "$WORK/empty"
-    truncate -s "${STATE_MIB}M" "$WORK/state.img"
-    mkfs.ext4 -q -L FVSTATE -d "$WORK/empty" "$WORK/state.img"
-    dd if="$WORK/state.img" of="$WORK/disk.raw" bs=1M seek=$((1 + SLOT_MIB)) conv=notrunc,fsync status=none
-    rm -f "$WORK/state.img"
-    BOOT_DRIVE=(-drive "file=$WORK/disk.raw,if=virtio,format=raw")
+    # The built disk itself, through a qcow2 overlay (the image stays as it is).
+    qemu-img create -q -f qcow2 -F raw -b "$PIECES/firmvisor.img" "$WORK/disk.qcow2"
+    BOOT_DRIVE=(-drive "file=$WORK/disk.qcow2,if=virtio,format=qcow2")
     APPEND="fv.slot=A console=ttyS0,115200${FV_APPEND:+ $FV_APPEND}"
-    say "disk: fvslotA ${SLOT_MIB} MiB (squashfs $((SQUASH_SIZE / MIB)) MiB), fvstate ${STATE_MIB} MiB"
+    say "disk: a qcow2 overlay of $PIECES/firmvisor.img (squashfs $((SQUASH_SIZE / MIB)) MiB)"
 fi
 
 # ---- boot ----------------------------------------------------------------------------------------

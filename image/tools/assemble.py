@@ -10,17 +10,24 @@ made with ``mkfs.ext4 -d``, and the pieces are written at their offsets.
     assemble.py disk --out PATH --core core.img --boot-img boot.img --efi BOOTX64.EFI
                      --grub-cfg grub.cfg --kernel vmlinuz --initrd initrd.img --slot-a root.squashfs
                      [--version V] [--slot-b SQUASHFS --kernel-b K --initrd-b I [--version-b V]]
-                     [--report REPORT.json] [--device [--no-verify]]
-        PATH is a file (written beside, then renamed; sparse) or, with --device, a whole block device
-        (read back and verified after writing, unless --no-verify).
+                     [--report REPORT.json] [--device [--no-verify]] [--unique] [--state-file NAME=PATH]
+        PATH is a file (written beside, then renamed; sparse) or, with --device, a whole block device:
+        its old partition tables are wiped first and the new ones written last, after everything
+        else, so that a write cut short does not look like a disk to boot (read back and verified
+        after writing, unless --no-verify). --unique gives the disk its own GUIDs (an install: two
+        disks in one machine never share them); --state-file puts a file on the state partition (the
+        installer's seed).
     assemble.py verify --device PATH --report REPORT.json
     assemble.py verify --device PATH --expect-sha256 HEX [--offset BYTES] [--length BYTES]
         read back what ``disk`` wrote and compare sha256 digests (exit 1 on a mismatch).
-    assemble.py table [--size BYTES] [--version V]      the partition table as JSON
+    assemble.py table [--size BYTES] [--version V] [--guid-of NAME]
+        the partition table as JSON (or one partition's GUID, lower case, as GRUB's probe prints it)
     assemble.py env --disk PATH [--set NAME=VALUE ...]   show or edit /grub/grubenv inside a disk image
 
-The same inputs give the same bytes: GUIDs derive from the version, the FAT volume id and the ext4
-UUIDs are fixed, and every timestamp is SOURCE_DATE_EPOCH (default 2025-01-01).
+The same inputs give the same bytes: GUIDs derive from the version (unless --unique), the FAT volume id
+and the ext4 UUIDs are fixed, and every timestamp is SOURCE_DATE_EPOCH (default 2025-01-01). Each slot
+written gets /slots/<slot>/manifest.json (its pieces' sha256) and, last, /slots/<slot>/version: a slot
+is valid while its version exists (docs/image.md, fvslot).
 """
 
 from __future__ import annotations
@@ -37,12 +44,12 @@ import sys
 import tempfile
 import uuid
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from fvlib import (BOOT_LABEL, CHUNK, PART_BIOS, PART_BOOT, PART_SLOT, PART_STATE,
+from fvlib import (BOOT_LABEL, CHUNK, DEFAULT_TRIES, PART_BIOS, PART_BOOT, PART_SLOT, PART_STATE,
                    SECTOR, SLOTS, STATE_LABEL, HostError, device_size, format_grubenv, is_block_device,
-                   parse_grubenv, run)
+                   parse_grubenv, run, sha256_file)
 
 MIB = 1 << 20
 ALIGN = MIB
@@ -144,8 +151,11 @@ class Table:
         }
 
 
-def guids(version: str) -> Tuple[uuid.UUID, Dict[str, uuid.UUID]]:
-    """The disk GUID and the partition GUIDs: fixed for a version, so the same inputs give the same disk."""
+def guids(version: str, unique: bool = False) -> Tuple[uuid.UUID, Dict[str, uuid.UUID]]:
+    """The disk GUID and the partition GUIDs: fixed for a version, so the same inputs give the same
+    disk; with ``unique``, random (an install)."""
+    if unique:
+        return uuid.uuid4(), {name: uuid.uuid4() for name, _, _ in LAYOUT}
     disk = uuid.uuid5(NAMESPACE, 'firmvisor/%s/disk' % version)
     return disk, {name: uuid.uuid5(NAMESPACE, 'firmvisor/%s/%s' % (version, name)) for name, _, _ in LAYOUT}
 
@@ -155,14 +165,14 @@ def min_disk_size() -> int:
     return ALIGN + sum(size for _, _, size in LAYOUT) + ALIGN
 
 
-def plan_table(size: Optional[int] = None, version: str = '0.0.0') -> Table:
+def plan_table(size: Optional[int] = None, version: str = '0.0.0', unique: bool = False) -> Table:
     """The partition table of a disk of ``size`` bytes (default: the smallest that fits)."""
     size = min_disk_size() if size is None else size
     if size % SECTOR:
         raise ImageError('disk size %d is not a multiple of %d' % (size, SECTOR))
     if size < min_disk_size():
         raise ImageError('disk of %d MiB is too small: the layout needs %d MiB' % (size // MIB, min_disk_size() // MIB))
-    disk_guid, part_guids = guids(version)
+    disk_guid, part_guids = guids(version, unique)
     parts = []
     lba = ALIGN // SECTOR
     for number, (name, type_guid, part_size) in enumerate(LAYOUT, start=1):
@@ -224,11 +234,14 @@ def gpt_backup(table: Table) -> bytes:
     return entries + gpt_header(table, entries, backup=True)
 
 
-def parse_gpt(head: bytes, sector_size: int = SECTOR) -> Dict[str, object]:
-    """Read a GPT back from the first 34 sectors (for checks and tests); raises on a bad CRC."""
+def parse_gpt(head: bytes, sector_size: int = SECTOR, entries_lba: Optional[int] = None) -> Dict[str, object]:
+    """Read a GPT back from the first 34 sectors (for checks and tests); raises on a bad CRC. With
+    ``entries_lba``, the entries are at that sector of ``head`` whatever the header says (a backup
+    GPT laid out as a primary one)."""
     header = head[sector_size:sector_size + GPT_HEADER_SIZE]
-    (signature, revision, size, crc, _, current, backup, first, last, disk, entries_lba, count, entry_size,
+    (signature, revision, size, crc, _, current, backup, first, last, disk, header_entries_lba, count, entry_size,
      entries_crc) = struct.unpack('<8sIIIIQQQQ16sQIII', header)
+    entries_lba = header_entries_lba if entries_lba is None else entries_lba
     if signature != b'EFI PART':
         raise ImageError('no GPT header')
     if zlib.crc32(header[:16] + b'\0\0\0\0' + header[20:size]) != crc:
@@ -287,8 +300,12 @@ def patch_core_img(core_img: bytes, core_lba: int) -> bytes:
 
 
 # ---- GRUB environment block (fvlib has its format) --------------------------------------------------
+INITIAL_ENV = {'fv_active': 'A', 'fv_next': '', 'fv_tries_A': str(DEFAULT_TRIES), 'fv_tries_B': '0'}
+
+
 def initial_grubenv() -> bytes:
-    return format_grubenv({'fv_active': 'A', 'fv_next': ''})
+    """Slot A known good with its tries, slot B with none (and invalid until it is written)."""
+    return format_grubenv(INITIAL_ENV)
 
 
 # ---- file systems -----------------------------------------------------------------------------------
@@ -335,20 +352,40 @@ def make_fat(path: str, size: int, label: str, volume_id: str, hidden_sectors: i
             _run(['mcopy', '-i', path, '-D', 'o', str(source), '::' + name])
 
 
-def make_ext4(path: str, size: int, label: str, version: str) -> None:
-    """An empty ext4 file system image in ``path`` with fixed UUIDs and times."""
-    fs_uuid = uuid.uuid5(NAMESPACE, 'firmvisor/%s/state-fs' % version)
-    seed = uuid.uuid5(NAMESPACE, 'firmvisor/%s/state-hash' % version)
+def make_ext4(path: str, size: int, label: str, version: str, unique: bool = False,
+              files: Optional[Dict[str, str]] = None) -> None:
+    """An ext4 file system image in ``path`` with fixed UUIDs (random when ``unique``) and times,
+    holding ``files`` (name on it → path here) or nothing."""
+    if unique:
+        fs_uuid, seed = uuid.uuid4(), uuid.uuid4()
+    else:
+        fs_uuid = uuid.uuid5(NAMESPACE, 'firmvisor/%s/state-fs' % version)
+        seed = uuid.uuid5(NAMESPACE, 'firmvisor/%s/state-hash' % version)
     with open(path, 'wb') as handle:
         handle.truncate(size)
-    with tempfile.TemporaryDirectory(prefix='fv-state-') as empty:
-        os.chmod(empty, 0o755)
-        os.utime(empty, (epoch(), epoch()))
+    with tempfile.TemporaryDirectory(prefix='fv-state-') as content:
+        os.chmod(content, 0o755)
+        for name, source in sorted((files or {}).items()):
+            target = os.path.join(content, name)
+            with open(source, 'rb') as src, open(target, 'wb') as dst:
+                dst.write(src.read())
+            os.chmod(target, 0o600)
+            os.utime(target, (epoch(), epoch()))
+        os.utime(content, (epoch(), epoch()))
         _run(['mkfs.ext4', '-q', '-F', '-L', label, '-U', str(fs_uuid), '-b', '4096',
-              '-E', 'hash_seed=%s,root_owner=0:0,nodiscard' % seed, '-d', empty, path])
+              '-E', 'hash_seed=%s,root_owner=0:0,nodiscard' % seed, '-d', content, path])
+
+
+def slot_manifest(slot: Dict[str, str]) -> bytes:
+    """/slots/<slot>/manifest.json: the slot's pieces as fvslot verifies them."""
+    manifest = {'version': slot['version'],
+                'squashfs': {'size': os.path.getsize(slot['squashfs']), 'sha256': sha256_file(slot['squashfs'])},
+                'kernel': {'sha256': sha256_file(slot['kernel'])}, 'initrd': {'sha256': sha256_file(slot['initrd'])}}
+    return (json.dumps(manifest, indent=2, sort_keys=True) + '\n').encode()
 
 
 def esp_files(grub_cfg: str, efi: str, slots: Dict[str, Dict[str, str]]) -> Tuple[Dict[str, object], List[str]]:
+    """The boot partition's files (a slot is valid while its version exists: a slot written here has one)."""
     files: Dict[str, object] = {
         '/EFI/BOOT/BOOTX64.EFI': efi,
         '/grub/grub.cfg': grub_cfg,
@@ -357,6 +394,7 @@ def esp_files(grub_cfg: str, efi: str, slots: Dict[str, Dict[str, str]]) -> Tupl
     for slot, pieces in slots.items():
         files['/slots/%s/vmlinuz' % slot] = pieces['kernel']
         files['/slots/%s/initrd.img' % slot] = pieces['initrd']
+        files['/slots/%s/manifest.json' % slot] = slot_manifest(pieces)
         files['/slots/%s/version' % slot] = (pieces['version'] + '\n').encode()
     return files, ['/slots/%s' % slot for slot in SLOTS]
 
@@ -401,6 +439,8 @@ class Pieces:
     kernel_b: Optional[str] = None
     initrd_b: Optional[str] = None
     version_b: Optional[str] = None
+    unique: bool = False
+    state_files: Dict[str, str] = field(default_factory=dict)
 
 
 def _read(path: str) -> bytes:
@@ -420,12 +460,15 @@ def build_regions(pieces: Pieces, table: Table, workdir: str) -> List[Region]:
     head = gpt_primary(table, boot_code)
     head += bytes(bios.offset - len(head))
 
-    slots = {'A': {'kernel': pieces.kernel, 'initrd': pieces.initrd, 'version': pieces.version}}
+    slots = {'A': {'kernel': pieces.kernel, 'initrd': pieces.initrd, 'version': pieces.version,
+                   'squashfs': pieces.slot_a}}
     if pieces.kernel_b or pieces.initrd_b:
         if not (pieces.kernel_b and pieces.initrd_b):
             raise ImageError('slot B needs both --kernel-b and --initrd-b')
+        if not pieces.slot_b:
+            raise ImageError('slot B needs --slot-b with its kernel and initrd')
         slots['B'] = {'kernel': pieces.kernel_b, 'initrd': pieces.initrd_b,
-                      'version': pieces.version_b or pieces.version}
+                      'version': pieces.version_b or pieces.version, 'squashfs': pieces.slot_b}
     for slot in slots.values():
         for name in ('kernel', 'initrd'):
             if not os.path.isfile(slot[name]):
@@ -438,7 +481,7 @@ def build_regions(pieces: Pieces, table: Table, workdir: str) -> List[Region]:
 
     log('state partition: ext4 %s, %d MiB, empty' % (STATE_LABEL, state.size // MIB))
     state_path = os.path.join(workdir, 'state.img')
-    make_ext4(state_path, state.size, STATE_LABEL, pieces.version)
+    make_ext4(state_path, state.size, STATE_LABEL, pieces.version, pieces.unique, pieces.state_files)
 
     regions = [
         Region('head', 0, len(head), data=head),
@@ -564,6 +607,28 @@ def file_sha256(path: str) -> str:
         return digest_chunks(iter(lambda: handle.read(CHUNK), b''))
 
 
+def write_device(path: str, table: Table, regions: Sequence[Region]) -> None:
+    """Write a whole block device so that it never looks bootable half-written: the old partition
+    tables (both GPT copies and the MBR) are wiped first, then the partitions are written, then the
+    backup GPT, and the primary table with the boot code last, each step fsynced."""
+    tables = ('head', 'gpt-backup')
+    with open(path, 'r+b') as handle:
+        wipe = SECTOR * (2 + GPT_ENTRY_SECTORS)
+        for offset in (0, table.size - wipe):
+            handle.seek(offset)
+            handle.write(bytes(wipe))
+        handle.flush()
+        os.fsync(handle.fileno())
+        log('wiped the old partition tables of %s' % path)
+        for chosen in ([r for r in regions if r.name not in tables], [r for r in regions if r.name == 'gpt-backup'],
+                       [r for r in regions if r.name == 'head']):
+            write_regions(handle, chosen, sparse=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(handle.fileno(), BLKRRPART, 0)
+
+
 # ---- the disk ---------------------------------------------------------------------------------------
 def assemble(pieces: Pieces, out: str, device: bool = False, report: Optional[str] = None,
              verify: bool = True) -> Dict[str, object]:
@@ -580,19 +645,14 @@ def assemble(pieces: Pieces, out: str, device: bool = False, report: Optional[st
         if is_block_device(out):
             raise ImageError('%s is a block device: pass --device to overwrite it' % out)
         size = None
-    table = plan_table(size, pieces.version)
+    table = plan_table(size, pieces.version, pieces.unique)
     log('disk %s: GPT, %d MiB, version %s' % (out, table.size // MIB, pieces.version))
     for part in table.partitions:
         log('  %d %-8s %5d MiB at %5d MiB' % (part.number, part.name, part.size // MIB, part.offset // MIB))
     with tempfile.TemporaryDirectory(prefix='fv-assemble-') as workdir:
         regions = build_regions(pieces, table, workdir)
         if device:
-            with open(out, 'r+b') as handle:
-                write_regions(handle, regions, sparse=False)
-                handle.flush()
-                os.fsync(handle.fileno())
-                with contextlib.suppress(OSError):
-                    fcntl.ioctl(handle.fileno(), BLKRRPART, 0)
+            write_device(out, table, regions)
             target = out
         else:
             folder = os.path.dirname(os.path.abspath(out))
@@ -659,6 +719,13 @@ def disk_env(disk: str, changes: Optional[Dict[str, str]] = None) -> Dict[str, s
 
 
 # ---- command line -----------------------------------------------------------------------------------
+def pair_argument(parser: argparse.ArgumentParser, item: str) -> Tuple[str, str]:
+    key, sep, value = item.partition('=')
+    if not sep or not key:
+        parser.error('wanted NAME=VALUE, got %r' % item)
+    return key, value
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog='assemble.py', description=__doc__.split('\n')[0])
     commands = parser.add_subparsers(dest='command', required=True)
@@ -674,6 +741,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     disk.add_argument('--report', help='write the table and every region\'s sha256 here (JSON)')
     disk.add_argument('--device', action='store_true', help='--out is a whole block device: overwrite it')
     disk.add_argument('--no-verify', action='store_true', help='with --device: skip the read-back')
+    disk.add_argument('--unique', action='store_true', help='random GUIDs and file system UUIDs (an install)')
+    disk.add_argument('--state-file', action='append', default=[], metavar='NAME=PATH',
+                      help='put the file PATH on the state partition as NAME')
     verify = commands.add_parser('verify', help='read back and compare')
     verify.add_argument('--device', required=True)
     verify.add_argument('--report')
@@ -683,6 +753,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     table = commands.add_parser('table', help='print the partition table as JSON')
     table.add_argument('--size', type=int)
     table.add_argument('--version', default='0.0.0')
+    table.add_argument('--guid-of', metavar='NAME', help='print only the GUID of partition NAME (as GRUB does)')
     env = commands.add_parser('env', help='show or edit /grub/grubenv inside a disk image')
     env.add_argument('--disk', required=True)
     env.add_argument('--set', action='append', default=[], metavar='NAME=VALUE')
@@ -692,7 +763,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             pieces = Pieces(core=args.core, boot_img=args.boot_img, efi=args.efi, grub_cfg=args.grub_cfg,
                             kernel=args.kernel, initrd=args.initrd, slot_a=args.slot_a, version=args.version,
                             slot_b=args.slot_b, kernel_b=args.kernel_b, initrd_b=args.initrd_b,
-                            version_b=args.version_b)
+                            version_b=args.version_b, unique=args.unique,
+                            state_files=dict(pair_argument(parser, item) for item in args.state_file))
             for path in (args.core, args.boot_img, args.efi, args.grub_cfg, args.kernel, args.initrd, args.slot_a):
                 if not os.path.isfile(path):
                     raise ImageError('%s: no such file' % path)
@@ -716,14 +788,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             else:
                 parser.error('verify needs --report or --expect-sha256')
         elif args.command == 'table':
-            print(json.dumps(plan_table(args.size, args.version).as_dict(), indent=2))
+            planned = plan_table(args.size, args.version)
+            if args.guid_of:
+                print(str(planned.by_name(args.guid_of).guid).lower())
+            else:
+                print(json.dumps(planned.as_dict(), indent=2))
         elif args.command == 'env':
-            changes = {}
-            for item in args.set:
-                key, sep, value = item.partition('=')
-                if not sep or not key:
-                    parser.error('--set wants NAME=VALUE, got %r' % item)
-                changes[key] = value
+            changes = dict(pair_argument(parser, item) for item in args.set)
             for key, value in disk_env(args.disk, changes).items():
                 print('%s=%s' % (key, value))
     except (ImageError, OSError) as exc:

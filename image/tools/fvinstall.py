@@ -12,16 +12,17 @@ read at boot, /run/firmvisor/seed.json, else the volume labelled FVSEED); withou
 initramfs mounted at /run/firmvisor/medium, else a mounted file system holding install/version, else
 the FVISO volume mounted read-only): /install/{core.img,boot.img,BOOTX64.EFI,grub.cfg,version},
 /boot/{vmlinuz,initrd.img} and /live/root.squashfs. assemble.py (the running system's: the live system
-is the medium's own) writes the whole GPT disk (docs/image.md), then every region is read back and
-compared. The seed stays where it is: the first boot from the disk finds the state partition empty and
-imports FVSEED.
+is the medium's own) writes the whole GPT disk (docs/image.md) with GUIDs of its own, the old partition
+tables wiped first and the new ones written last, then every region is read back and compared. The
+seed goes onto the new state partition too, so that the first boot from the disk finds it there.
 
 Refused, with a message and without writing anything: a target that is not a whole block device
 (a partition, a file, read-only, a CD), the device the live system booted from (the FVISO medium)
 or the seed's device, a disk with mounted partitions or holders (LVM, RAID), one smaller than the
-layout. A disk that already holds this very version is left alone and the host stays live (so that
-install media left in front of the disk in the boot order cannot make an install-reboot loop that
-wipes the state each time); --force (or ``"install_force": true`` in the seed) rewrites it.
+layout, and (unless --force or ``"install_force": true`` in the seed) a disk that holds a firmvisor
+install of any version or anything else recognisable: a partition table, a file system, RAID or LVM
+signatures, or any data in its first or last MiB. So an ISO and seed left first in the boot order
+never wipe an installed (or upgraded) host: the host stays live, and its disk is left alone.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ import sys
 from typing import Dict, List, Optional, Tuple
 
 import assemble
-from fvlib import (ISO_LABEL, SEED_LABEL, HostError, Paths, Seed, block_name, booted, find_seed, is_partition,
-                   labelled, parse_seed, partitions_of, read_text, say, whole_disk)
+from fvlib import (FIRMVISOR_PARTS, ISO_LABEL, SEED_LABEL, HostError, Paths, Seed, block_name, booted, find_seed,
+                   is_partition, labelled, parse_seed, partitions_of, read_text, say, volume_label, whole_disk)
 
 # One error type for every host tool (fvlib); the name says whose it is.
 InstallError = HostError
@@ -47,6 +48,7 @@ PIECES = {
 }
 LIVE_MEDIUM = 'medium'          # /run/firmvisor/medium: where the initramfs mounted the FVISO volume
 SEED_COPY = 'seed.json'         # /run/firmvisor/seed.json: the seed as fv-state read it at boot
+PROBE = 1 << 20                 # the bytes read at each end of the target to recognise what it holds
 
 
 class Log:
@@ -156,22 +158,57 @@ def is_live(paths: Paths) -> bool:
 
 
 # ---- install ----------------------------------------------------------------------------------------
-def already_installed(target: str, source: str, version: str) -> bool:
-    """Whether ``target`` holds this version's table and slot A already (no write needed)."""
-    with open(target, 'rb') as handle:
-        head = handle.read(512 * 34)
+def recognise(head: bytes, tail: bytes) -> List[str]:
+    """What a disk holds, from its first and last MiB: a firmvisor install, other partition tables,
+    file system, RAID and LVM signatures, or just data. Empty: a blank disk."""
+    found = []
+    tables = [table for table in (_gpt(head, primary=True), _gpt(tail, primary=False)) if table is not None]
+    names = sorted({p['name'] for table in tables for p in table['partitions']})
+    ours = [name for name in names if name in FIRMVISOR_PARTS]
+    if ours:
+        found.append('a firmvisor install (partitions %s)' % ', '.join(ours))
+    elif tables:
+        found.append('a GPT partition table (%s)' % (', '.join(names) or 'no partitions'))
+    elif head[510:512] == b'\x55\xaa' and any(head[446 + 16 * i + 4] for i in range(4)):
+        found.append('an MBR partition table')
+    signatures = (
+        (head[1080:1082] == b'\x53\xef', 'an ext2/3/4 file system'),
+        (head[:4] == b'XFSB', 'an XFS file system'),
+        (head[0x10040:0x10048] == b'_BHRfS_M', 'a btrfs file system'),
+        (any(head[512 * i:512 * i + 8] == b'LABELONE' for i in range(4)), 'an LVM physical volume'),
+        (head[4086:4096] in (b'SWAPSPACE2', b'SWAP-SPACE'), 'a swap area'),
+        (head[:6] == b'LUKS\xba\xbe', 'a LUKS encrypted volume'),
+        (head[0:4] == b'\xfc\x4e\x2b\xa9' or head[4096:4100] == b'\xfc\x4e\x2b\xa9', 'a Linux RAID member'),
+        (head[3:11] == b'NTFS    ', 'an NTFS file system'),
+        (volume_label(head) is not None, 'an ISO 9660 or FAT volume'),
+    )
+    found += [what for hit, what in signatures if hit]
+    if not found and (head.count(0) != len(head) or tail.count(0) != len(tail)):
+        found.append('data (non-zero bytes in its first or last MiB)')
+    return found
+
+
+def _gpt(data: bytes, primary: bool):
+    """The GPT a disk's first MiB (primary) or last MiB (backup: header in the last sector, entries
+    before it) holds, or None."""
     try:
-        table = assemble.parse_gpt(head)
-        expected = assemble.plan_table(assemble.device_size(target), version)
-    except (HostError, ValueError, struct.error):  # no table, a foreign or damaged one
-        return False
-    if table['disk_guid'] != str(expected.disk_guid).upper():
-        return False
-    squashfs = os.path.join(source, PIECES['squashfs'])
-    length = os.path.getsize(squashfs)
-    with open(squashfs, 'rb') as handle:
-        digest = assemble.digest_chunks(iter(lambda: handle.read(assemble.CHUNK), b''))
-    return assemble.read_region(target, expected.by_name(assemble.PART_SLOT['A']).offset, length) == digest
+        if primary:
+            return assemble.parse_gpt(data)
+        header = data[-512:]
+        if header[:8] != b'EFI PART':
+            return None
+        entries = 128 * 128
+        return assemble.parse_gpt(bytes(512) + header + data[-512 - entries:-512], entries_lba=2)
+    except (HostError, ValueError, IndexError, struct.error):
+        return None
+
+
+def inspect_target(target: str, size: int) -> List[str]:
+    with open(target, 'rb') as handle:
+        head = handle.read(PROBE)
+        handle.seek(max(0, size - PROBE))
+        tail = handle.read(PROBE)
+    return recognise(head, tail)
 
 
 def run_logged(argv: List[str], log) -> None:
@@ -218,11 +255,14 @@ def install(args, paths: Paths, log) -> int:
     for name, _device, _fstype in labelled(paths, SEED_LABEL):
         protected.setdefault(whole_disk(paths, name), 'the seed (%s)' % SEED_LABEL)
     name, size = check_target(target, paths, protected, assemble.min_disk_size())
-    if not force and already_installed(target, source, version):
-        log('%s already holds firmvisor %s: not rewritten (its state is kept); the host stays live. Remove the '
+    held = inspect_target(target, size)
+    if held and not force:
+        log('%s holds %s: not installing, so nothing on it is lost; the host stays live. Remove the '
             'installer medium or put the disk first in the boot order; "install_force": true in the seed '
-            'reinstalls.' % (target, version))
+            'installs over it.' % (target, '; '.join(held)))
         return 0
+    if held:
+        log('install_force: overwriting %s, which holds %s' % (target, '; '.join(held)))
     if args.dry_run:
         log('dry run: would install firmvisor %s from %s onto %s (%s, %d MiB)'
             % (version, source, target, name, size >> 20))
@@ -235,11 +275,16 @@ def install(args, paths: Paths, log) -> int:
             '--core', os.path.join(source, PIECES['core']), '--boot-img', os.path.join(source, PIECES['boot_img']),
             '--efi', os.path.join(source, PIECES['efi']), '--grub-cfg', os.path.join(source, PIECES['grub_cfg']),
             '--kernel', os.path.join(source, PIECES['kernel']), '--initrd', os.path.join(source, PIECES['initrd']),
-            '--slot-a', os.path.join(source, PIECES['squashfs']), '--version', version, '--report', report]
+            '--slot-a', os.path.join(source, PIECES['squashfs']), '--version', version, '--report', report,
+            '--unique']
+    seed_copy = os.path.join(paths.run, SEED_COPY)
+    if args.seed or os.path.isfile(seed_copy):
+        argv += ['--state-file', 'seed.json=%s' % (args.seed or seed_copy)]
     run_logged(argv, log)
     log('verifying %s: reading every region back' % target)
     run_logged([sys.executable, script, 'verify', '--device', target, '--report', report], log)
-    log('installed firmvisor %s on %s and verified it; the seed stays attached for the first boot' % (version, target))
+    log('installed firmvisor %s on %s and verified it; its first boot imports the seed from its state partition'
+        % (version, target))
     if args.no_reboot:
         log('not rebooting (--no-reboot)')
         return 0
@@ -261,7 +306,7 @@ def main(argv=None, paths: Optional[Paths] = None) -> int:
     parser.add_argument('--source', help='the installer medium\'s root (default: the live medium)')
     parser.add_argument('--no-reboot', action='store_true')
     parser.add_argument('--force', action='store_true',
-                        help='rewrite a disk that already holds this version; allow a non-live boot')
+                        help='install over a disk that holds an install or data; allow a non-live boot')
     parser.add_argument('--dry-run', action='store_true', help='check everything, write nothing')
     parser.add_argument('--console', action='store_true', help='also write progress to the console')
     args = parser.parse_args(argv)

@@ -6,9 +6,12 @@ assemble.py, on the build machine). One set of rules for:
 * where things are (``Paths``: tests point it at a temporary tree),
 * atomic writes (write beside, fsync, rename, fsync the directory),
 * the GRUB environment block (exactly 1024 bytes, GRUB's own header),
+* the slot GRUB boots and the tries it takes (``grub_decision``: grub.cfg's decision, in Python),
 * the kernel command line (``fv.slot=``, ``fv.live=1``),
-* block devices, partitions by GPT name, and volume labels (ISO 9660 and FAT),
-* the seed (``seed.json`` on a volume labelled FVSEED): parsing, finding, reading,
+* block devices, the boot disk (whose identity GRUB passes as ``fv.esp=``), partitions by GPT name on
+  it, and volume labels (ISO 9660 and FAT),
+* the seed (``seed.json`` on a volume labelled FVSEED, on removable or virtual media or the boot
+  disk): parsing, finding, reading,
 * progress lines on the console.
 
 fv-state (fvstate.py), fvslot (fvslot.py), fv-install (fvinstall.py) and assemble.py import it;
@@ -44,6 +47,9 @@ BOOT_LABEL, STATE_LABEL, ISO_LABEL, SEED_LABEL = 'FVBOOT', 'FVSTATE', 'FVISO', '
 
 GRUBENV_SIZE = 1024
 GRUBENV_HEADER = '# GRUB Environment Block\n'
+DEFAULT_TRIES = 3       # boots a slot gets (a trial's, and the known-good slot's again after each good boot)
+MAX_TRIES = 9           # grub.cfg counts down from at most 9
+BOOT_DISK = 'boot-disk'  # /run/firmvisor/boot-disk: the kernel name of the disk the system came from
 
 BLKGETSIZE64 = 0x80081272
 
@@ -71,6 +77,9 @@ class Paths:
     mount_esp: bool = True
     consoles: Tuple[str, ...] = ('/dev/console', '/dev/ttyS0')
     console_active: str = '/sys/class/tty/console/active'
+    netif_links: str = '/run/systemd/netif/links'
+    health_dir: str = '/etc/firmvisor/health.d'      # below root
+    ssh_port: int = 22
 
 
 # ---- files ------------------------------------------------------------------------------------------
@@ -203,6 +212,50 @@ def parse_grubenv(data: bytes) -> Dict[str, str]:
     return values
 
 
+def tries(env: Dict[str, str], slot: str) -> int:
+    """The boots ``slot`` has left, as grub.cfg reads them (A has 3, B none, when unset)."""
+    value = env.get('fv_tries_' + slot, str(DEFAULT_TRIES) if slot == 'A' else '0')
+    return int(value) if value.isdigit() and len(value) == 1 else 0
+
+
+def active_slot(env: Dict[str, str]) -> str:
+    return env.get('fv_active') if env.get('fv_active') in SLOTS else 'A'
+
+
+def grub_decision(env: Dict[str, str], valid: Sequence[str]) -> Tuple[str, Dict[str, str], str]:
+    """What image/grub/grub.cfg does at a boot, given the environment block and the valid slots (those
+    with /slots/<slot>/version): (the slot it boots, the block it saves, what it says)."""
+    env = dict(env)
+    active = active_slot(env)
+    other = other_slot(active)
+    for slot in SLOTS:
+        env['fv_tries_' + slot] = str(tries(env, slot))
+
+    def take(slot: str) -> bool:
+        if slot in valid and tries(env, slot) > 0:
+            env['fv_tries_' + slot] = str(tries(env, slot) - 1)
+            return True
+        return False
+    said = ''
+    trial = env.get('fv_next', '')
+    if trial:
+        if trial == other and take(trial):
+            return trial, env, 'trying slot %s (%s tries left; known-good slot: %s)' % (
+                trial, env['fv_tries_' + trial], active)
+        said = ('slot %s failed its trial: back to slot %s; ' % (trial, active) if trial == other
+                else "fv_next='%s' is not the other slot, ignored; " % trial)
+        env['fv_next'] = ''
+    if take(active):
+        return active, env, said + 'slot %s' % active
+    if take(other):
+        return other, env, said + 'slot %s failed: trying slot %s' % (active, other)
+    env['fv_tries_A'] = env['fv_tries_B'] = str(DEFAULT_TRIES)
+    for slot in (active, other):
+        if take(slot):
+            return slot, env, said + 'no slot has tries left: slot %s gets %d more' % (active, DEFAULT_TRIES)
+    return active, env, said + 'no valid slot: slot %s anyway' % active
+
+
 # ---- kernel command line ----------------------------------------------------------------------------
 def boot_mode(cmdline: str) -> Tuple[str, Optional[str]]:
     """('live', None), ('slot', 'A'|'B') or ('other', None) from the kernel command line."""
@@ -289,13 +342,31 @@ def device_size(path: str) -> int:
         return handle.seek(0, os.SEEK_END)
 
 
-def find_partition(paths: Paths, partname: str) -> Optional[str]:
-    """The /dev node of the (first) partition whose GPT name is ``partname``."""
+def state_mounted(paths: Paths) -> bool:
+    return os.path.ismount(paths.state_mount)
+
+
+def boot_disk(paths: Paths) -> Optional[str]:
+    """The kernel name of the disk the running system came from, as the initramfs found it (by the
+    boot partition's GUID GRUB passed, or the only disk with the slot): None when unknown."""
+    return read_text(os.path.join(paths.run, BOOT_DISK)).strip() or None
+
+
+def find_partition(paths: Paths, partname: str, disk: Optional[str] = None) -> Optional[str]:
+    """The /dev node of the partition whose GPT name is ``partname`` on ``disk`` (default: the boot
+    disk; any disk only when the boot disk is unknown)."""
+    disk = disk or boot_disk(paths)
     for name in block_devices(paths):
         fields = uevent(paths, name)
-        if fields.get('PARTNAME') == partname:
+        if fields.get('PARTNAME') == partname and (disk is None or whole_disk(paths, name) == disk):
             return os.path.join(paths.dev, fields.get('DEVNAME', name))
     return None
+
+
+def is_removable(paths: Paths, name: str) -> bool:
+    """Removable or virtual media: a CD/DVD drive, a floppy, a USB stick, a BMC's virtual media."""
+    disk = whole_disk(paths, name)
+    return read_text(os.path.join(paths.sys_block, disk, 'removable')).strip() == '1'
 
 
 def require_partition(paths: Paths, partname: str) -> str:
@@ -321,17 +392,19 @@ def volume_label(head: bytes) -> Optional[Tuple[str, str]]:
     return None
 
 
-def labelled(paths: Paths, label: str, unreadable: Optional[set] = None) -> List[Tuple[str, str, str]]:
-    """(kernel name, device node, fstype) of every ISO 9660 or FAT volume labelled ``label``: whole
-    disks first, floppy drives last. Devices that cannot be read (an empty floppy or CD drive answers
-    slowly, with an I/O error) are added to ``unreadable`` and skipped by later calls given the set."""
+def labelled(paths: Paths, label: str, unreadable: Optional[set] = None,
+             allowed: Callable[[str], bool] = lambda name: True) -> List[Tuple[str, str, str]]:
+    """(kernel name, device node, fstype) of every ISO 9660 or FAT volume labelled ``label`` on the
+    devices ``allowed`` accepts: whole disks first, floppy drives last. Devices that cannot be read (an
+    empty floppy or CD drive answers slowly, with an I/O error) are added to ``unreadable`` and
+    skipped by later calls given the set."""
     unreadable = set() if unreadable is None else unreadable
 
     def order(name: str):
         return name.startswith('fd'), is_partition(paths, name), name
     found = []
     for name in sorted(block_devices(paths), key=order):
-        if name.startswith(('loop', 'ram', 'zram', 'dm-')) or name in unreadable:
+        if name.startswith(('loop', 'ram', 'zram', 'dm-')) or name in unreadable or not allowed(name):
             continue
         if read_text(os.path.join(paths.sys_block, name, 'size')).strip() == '0':
             continue
@@ -522,10 +595,17 @@ def read_seed_volume(paths: Paths, device: str, fstype: str) -> SeedRead:
     return seed_from_bytes(data, device, paths.dev)
 
 
+def seed_device_allowed(paths: Paths, name: str) -> bool:
+    """A seed comes from removable or virtual media, or from the boot disk; never from any other disk
+    (a stale install, a LUN, a VM's disk image)."""
+    return is_removable(paths, name) or whole_disk(paths, name) == boot_disk(paths)
+
+
 def find_seed(paths: Paths, wait: float) -> SeedRead:
-    """The volume labelled FVSEED (waiting up to ``wait`` seconds for it), mounted and read."""
+    """The volume labelled FVSEED on removable or virtual media or the boot disk (waiting up to
+    ``wait`` seconds for it), mounted and read."""
     unreadable: set = set()
-    found = wait_for(lambda: labelled(paths, SEED_LABEL, unreadable), wait)
+    found = wait_for(lambda: labelled(paths, SEED_LABEL, unreadable, lambda n: seed_device_allowed(paths, n)), wait)
     if not found:
         return SeedRead(None, [])
     _name, device, fstype = found[0]

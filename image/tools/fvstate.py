@@ -2,19 +2,28 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """fv-state: the persisted configuration of a firmvisor host (stdlib only; runs on the hypervisor).
 
-    fv-state apply     at boot, before sshd, systemd-networkd and libvirtd: mount the state
-                       partition (GPT name fvstate) at /var/lib/firmvisor/state, restore config.tar
-                       into /; with no config.tar, import the seed (the volume labelled FVSEED,
-                       seed.json), make the SSH host keys and save at once. A live boot (fv.live=1)
-                       is stateless: the seed is applied, nothing is saved.
-    fv-state save      write config.tar.new, fsync, rename it over config.tar, fsync the directory
-                       (power loss mid-save keeps the previous state whole). Exit 3: stateless.
-    fv-state status    JSON: boot mode, state partition, config.tar
+    fv-state apply     at boot, before sshd, systemd-networkd and libvirtd: mount the boot disk's state
+                       partition (GPT name fvstate) at /var/lib/firmvisor/state and restore the booted
+                       slot's state (slots/<slot>/config.tar) into /; with none, import the seed, make
+                       the SSH host keys and save at once. A trial slot starts from the known-good
+                       slot's state (fvslot boot-once leaves slots/<trial>/start-from). A live boot
+                       (fv.live=1) is stateless: the seed is applied, the disk's state is never touched.
+    fv-state save      save the booted slot's state now: config.tar.new written and fsynced, the current
+                       config.tar kept as config.tar.prev (a hard link), config.tar.new renamed over
+                       config.tar, the directory fsynced. Exit 3: stateless.
+    fv-state watch     the save-on-change service: every WATCH_INTERVAL seconds, compare what the state
+                       holds (paths, sizes, times, inodes) with what was saved last and save on a change;
+                       save once more when stopped.
+    fv-state status    JSON: boot mode, state partition, each slot's saved state
+    fv-state has PATH  exit 0 when PATH (relative to /) is in the booted slot's saved state
 
-docs/image.md is the contract. What config.tar holds is PERSIST (plus the paths listed in
+docs/image.md is the contract. What the state holds is PERSIST (plus the paths listed in
 /etc/firmvisor/persist.list, one per line); a restore replaces each of those trees whole, so a file
-deleted before the save stays deleted. The pure parts (seed parsing, the files a seed makes, the
-tar, the atomic save, the restore) take their paths as arguments, for the unit tests.
+deleted before the save stays deleted. A state file is a tar followed by a 512-byte trailer with the
+tar's length, member count and sha256: a file cut short, even at a member boundary, is detected, and
+the next candidate (config.tar.new, config.tar, config.tar.prev, newest first) is used. The pure parts
+(the files a seed makes, the tar, the trailer, the atomic save, the restore) take their paths as
+arguments, for the unit tests.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import sys
@@ -36,12 +46,22 @@ import time
 from dataclasses import asdict
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from fvlib import (DEFAULT_HOSTNAME, PART_STATE, SEED_LABEL, HostError, Paths, Seed, atomic_write,
-                   booted, find_partition, find_seed, fsync_dir, read_text, run, say, wait_for)
+from fvlib import (DEFAULT_HOSTNAME, PART_STATE, SEED_LABEL, SLOTS, HostError, Paths, Seed, SeedRead,
+                   atomic_write, booted, find_partition, find_seed, fsync_dir, read_text, run, say,
+                   seed_from_bytes, state_mounted, wait_for)
 
 CONFIG = 'config.tar'
+NEW, PREV = CONFIG + '.new', CONFIG + '.prev'
+SLOTS_DIR = 'slots'             # on the state partition: slots/<slot>/config.tar, one state per slot
+START_FROM = 'start-from'       # slots/<trial>/start-from: the slot whose state the trial starts from
+STATE_SEED = 'seed.json'        # on the state partition: the seed fv-install put there, imported once
 MANIFEST_MEMBER = '.firmvisor-state.json'
 FORMAT = 1
+TRAILER_SIZE = 512
+TRAILER_MAGIC = b'FVSTATE-TRAILER '
+WATCH_INTERVAL = 1.0
+APPLIED = 'state.json'          # /run/firmvisor/state.json: what apply did (the health gate reads it)
+SAVED_FINGERPRINT = 'saved.fingerprint'  # /run/firmvisor: what the last save held
 # What the state holds (relative to /; shell patterns, one path component per pattern component).
 PERSIST = (
     'etc/hostname',
@@ -179,47 +199,125 @@ def collect(root: str, patterns: Sequence[str], never: Sequence[str] = NEVER) ->
     return result
 
 
-def build_tar(root: str, patterns: Sequence[str], handle, version: str = '') -> int:
-    """Write the state tar of ``root`` to the binary file ``handle``; returns the member count."""
-    members = collect(root, patterns)
+def persisted_patterns(root: str) -> List[str]:
+    return list(PERSIST) + read_extra_patterns(root)
+
+
+def fingerprint(root: str, members: Sequence[str]) -> str:
+    """What a save of ``members`` would hold, cheaply: each path with its type, mode, size, times and
+    inode (libvirt and the tools replace files whole, so a change moves one of these)."""
+    digest = hashlib.sha256()
+    for rel in members:
+        try:
+            st = os.lstat(os.path.join(root, rel))
+        except OSError:
+            continue
+        digest.update(('%s\0%o\0%d\0%d\0%d\0%d\n' % (rel, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                                    st.st_ino)).encode())
+    return digest.hexdigest()
+
+
+def build_tar(root: str, members: Sequence[str], patterns: Sequence[str], version: str = '') -> bytes:
+    """The state tar of ``members`` below ``root`` (its first member the manifest)."""
     manifest = json.dumps({'format': FORMAT, 'roots': list(patterns), 'never': list(NEVER),
                            'version': version, 'saved': int(time.time())}, sort_keys=True).encode()
-    with tarfile.open(fileobj=handle, mode='w', format=tarfile.PAX_FORMAT) as tar:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode='w', format=tarfile.PAX_FORMAT) as tar:
         info = tarfile.TarInfo(MANIFEST_MEMBER)
         info.size, info.mode, info.mtime = len(manifest), 0o600, int(time.time())
         tar.addfile(info, io.BytesIO(manifest))
         for rel in members:
             tar.add(os.path.join(root, rel), arcname=rel, recursive=False)
-    return len(members)
+    return buffer.getvalue()
 
 
-def save_state(root: str, state_dir: str, patterns: Optional[Sequence[str]] = None, version: str = '') -> Dict:
-    """Atomic: config.tar.new is written and fsynced, renamed over config.tar, the directory fsynced.
-    A crash at any point leaves either the previous config.tar or the new one, whole."""
-    if patterns is None:
-        patterns = list(PERSIST) + read_extra_patterns(root)
-    final = os.path.join(state_dir, CONFIG)
-    new = final + '.new'
+def trailer(data: bytes, members: int) -> bytes:
+    """The last 512 bytes of a state file: the tar's length, member count and sha256."""
+    fields = json.dumps({'format': FORMAT, 'length': len(data), 'members': members,
+                         'sha256': hashlib.sha256(data).hexdigest()}, sort_keys=True).encode()
+    block = TRAILER_MAGIC + fields + b'\n'
+    return block + b' ' * (TRAILER_SIZE - len(block))
+
+
+def split_trailer(blob: bytes, where: str) -> Tuple[bytes, int]:
+    """(the tar, its member count) of a whole state file; StateError when it is cut short or altered."""
+    if len(blob) < TRAILER_SIZE or not blob[-TRAILER_SIZE:].startswith(TRAILER_MAGIC):
+        raise StateError('%s has no trailer (%d bytes): cut short' % (where, len(blob)))
+    try:
+        fields = json.loads(blob[-TRAILER_SIZE + len(TRAILER_MAGIC):].decode())
+        length, members, digest = int(fields['length']), int(fields['members']), str(fields['sha256'])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise StateError('%s has an unreadable trailer' % where) from None
+    data = blob[:-TRAILER_SIZE]
+    if len(data) != length or hashlib.sha256(data).hexdigest() != digest:
+        raise StateError('%s does not match its trailer (%d bytes, %d expected): cut short or damaged'
+                         % (where, len(data), length))
+    return data, members
+
+
+def is_whole(path: str) -> bool:
+    try:
+        with open(path, 'rb') as handle:
+            split_trailer(handle.read(), path)
+        return True
+    except (OSError, StateError):
+        return False
+
+
+def slot_folder(state_dir: str, slot: str) -> str:
+    return os.path.join(state_dir, SLOTS_DIR, slot)
+
+
+def write_state_file(folder: str, blob: bytes) -> str:
+    """Atomic: config.tar.new written and fsynced; the current config.tar kept as config.tar.prev;
+    config.tar.new renamed over config.tar; the directory fsynced. Power lost at any point leaves a
+    whole config.tar (the old or the new one), and a whole previous one."""
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    final, new, prev = (os.path.join(folder, name) for name in (CONFIG, NEW, PREV))
     fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, 'wb') as handle:
-        count = build_tar(root, patterns, handle, version)
+        handle.write(blob)
         handle.flush()
         os.fsync(handle.fileno())
+    if is_whole(final):  # a damaged config.tar never pushes out a whole previous one
+        link = prev + '.link'
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        os.link(final, link)
+        os.replace(link, prev)
     os.replace(new, final)
-    fsync_dir(state_dir)
-    return {'path': final, 'members': count, 'bytes': os.path.getsize(final)}
+    fsync_dir(folder)
+    return final
+
+
+def save_state(root: str, folder: str, patterns: Optional[Sequence[str]] = None, version: str = '') -> Dict:
+    """Save the state of ``root`` into ``folder`` (a slot's folder on the state partition)."""
+    patterns = persisted_patterns(root) if patterns is None else list(patterns)
+    members = collect(root, patterns)
+    held = fingerprint(root, members)
+    data = build_tar(root, members, patterns, version)
+    path = write_state_file(folder, data + trailer(data, len(members) + 1))
+    return {'path': path, 'members': len(members), 'bytes': len(data) + TRAILER_SIZE, 'fingerprint': held}
 
 
 def read_state(path: str) -> Tuple[Dict, List[tarfile.TarInfo]]:
-    """Open and check a state tar: (manifest, members). StateError when it is not whole and valid."""
+    """Open and check a state file: (manifest, members). StateError when it is not whole and valid."""
     try:
-        with tarfile.open(path, mode='r:') as tar:
-            members = tar.getmembers()  # reads to the end: a truncated file fails here
+        with open(path, 'rb') as handle:
+            blob = handle.read()
+    except OSError as exc:
+        raise StateError('%s is unreadable: %s' % (path, exc)) from exc
+    data, count = split_trailer(blob, path)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode='r:') as tar:
+            members = tar.getmembers()
             if not members or members[0].name != MANIFEST_MEMBER:
                 raise StateError('%s has no firmvisor manifest' % path)
             manifest = json.loads(tar.extractfile(members[0]).read().decode())
-    except (OSError, tarfile.TarError, ValueError, UnicodeDecodeError, AttributeError) as exc:
+    except (tarfile.TarError, ValueError, UnicodeDecodeError, AttributeError) as exc:
         raise StateError('%s is unreadable: %s' % (path, exc)) from exc
+    if len(members) != count:
+        raise StateError('%s holds %d members, its trailer says %d' % (path, len(members), count))
     if not isinstance(manifest, dict) or manifest.get('format') != FORMAT or \
             not isinstance(manifest.get('roots'), list):
         raise StateError('%s has an unknown manifest' % path)
@@ -243,19 +341,55 @@ def read_state(path: str) -> Tuple[Dict, List[tarfile.TarInfo]]:
     return manifest, members[1:]
 
 
-def restore_state(root: str, state_dir: str, name: str = CONFIG) -> int:
-    """Replace what the state holds under root by config.tar's contents; returns the member count."""
-    path = os.path.join(state_dir, name)
+def newest_valid(folder: str) -> Tuple[Optional[str], List[str]]:
+    """The newest whole state file in ``folder`` (config.tar.new, config.tar, config.tar.prev), and
+    why each newer one was passed over."""
+    problems = []
+    for name in (NEW, CONFIG, PREV):
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            continue
+        try:
+            read_state(path)
+        except StateError as exc:
+            problems.append(str(exc))
+            continue
+        return path, problems
+    return None, problems
+
+
+def restore_state(root: str, path: str) -> int:
+    """Replace what the state holds under root by the contents of the state file ``path``; returns
+    the member count."""
     manifest, members = read_state(path)
+    with open(path, 'rb') as handle:
+        data, _count = split_trailer(handle.read(), path)
     for pattern in manifest['roots']:
         for target in glob.glob(os.path.join(root, pattern)):
             _remove(root, target)
     kwargs = {'filter': 'fully_trusted'} if hasattr(tarfile, 'fully_trusted_filter') else {}
-    with tarfile.open(path, mode='r:') as tar:
+    with tarfile.open(fileobj=io.BytesIO(data), mode='r:') as tar:
         wanted = {m.name for m in members}
         tar.extractall(root, members=[m for m in tar.getmembers() if m.name in wanted],
                        numeric_owner=True, **kwargs)
     return len(members)
+
+
+def start_trial_state(state_dir: str, slot: str) -> Optional[str]:
+    """A trial's first boot: the slot it starts from (slots/<slot>/start-from) gives its newest whole
+    state to the trial slot, and the marker goes. Returns the slot copied from, if any."""
+    folder = slot_folder(state_dir, slot)
+    marker = os.path.join(folder, START_FROM)
+    source = read_text(marker).strip()
+    if source not in SLOTS or source == slot:
+        return None
+    path, _problems = newest_valid(slot_folder(state_dir, source))
+    if path:
+        with open(path, 'rb') as handle:
+            write_state_file(folder, handle.read())
+    os.unlink(marker)
+    fsync_dir(folder)
+    return source if path else None
 
 
 def _remove(root: str, path: str) -> None:
@@ -433,78 +567,109 @@ def image_version(root: str) -> str:
     return read_text(os.path.join(root, 'etc', 'firmvisor', 'version')).strip()
 
 
+# ---- the seed's sources ------------------------------------------------------------------------------
+def read_seed(paths: Paths, mode: str, state: bool) -> SeedRead:
+    """The seed, from (in this order) the state partition (fv-install put the installer's seed there),
+    the volume labelled FVSEED on removable or virtual media or the boot disk, or, on a live boot,
+    seed.json on the live medium itself (an ISO made for one server)."""
+    if state:
+        path = os.path.join(paths.state_mount, STATE_SEED)
+        if os.path.isfile(path):
+            with open(path, 'rb') as handle:
+                return seed_from_bytes(handle.read(1 << 20), 'the state partition (%s)' % STATE_SEED, paths.dev)
+    found = find_seed(paths, SEED_WAIT)
+    if found.seed is None and mode == 'live':
+        medium = os.path.join(paths.run, 'medium', STATE_SEED)
+        if os.path.isfile(medium):
+            with open(medium, 'rb') as handle:
+                return seed_from_bytes(handle.read(1 << 20), 'the live medium', paths.dev)
+    return found
+
+
+def import_seed(paths: Paths, mode: str, state: bool, restored: bool) -> bool:
+    """Import the seed where one is due; True when something to save was written."""
+    found = read_seed(paths, mode, state)
+    seed, problems, device, usable = found.seed, found.problems, found.device, found.usable
+    if usable:  # as it is, for fv-install
+        atomic_write(os.path.join(paths.run, 'seed.json'), found.data, 0o600)
+    if seed is None:
+        say('firmvisor: seed: no volume labelled %s on removable media or the boot disk%s' % (
+            SEED_LABEL, '' if restored else ': using defaults'), paths)
+    else:
+        say('firmvisor: seed: %s %s (hostname %s, %d authorized keys, network %s)'
+            % ('importing' if usable else 'reading', device, seed.hostname, len(seed.authorized_keys),
+               seed.network.get('mode')), paths)
+    for problem in problems:
+        say('firmvisor: seed: %s' % problem, paths)
+    wrote = False
+    if usable or not restored:
+        seed = seed if usable else Seed()
+        nic = first_nic(paths) if seed.network.get('mode') == 'static' else None
+        write_files(paths.root, seed_files(seed, nic))
+        wrote = True
+        if seed.install_to and mode == 'live':
+            atomic_write(os.path.join(paths.run, 'install_to'), (seed.install_to + '\n').encode(), 0o644)
+            say('firmvisor: seed: install_to %s: the installer runs' % seed.install_to, paths)
+        elif seed.install_to:
+            say('firmvisor: seed: install_to ignored: this is not a live boot', paths)
+    if state:
+        pending = os.path.join(paths.state_mount, SEED_PENDING)
+        state_seed = os.path.join(paths.state_mount, STATE_SEED)
+        if usable and os.path.exists(state_seed):
+            os.replace(state_seed, state_seed + '.imported')
+        if usable and os.path.exists(pending):
+            os.unlink(pending)
+        elif not usable:
+            atomic_write(pending, b'a usable seed is imported at the next boot that finds one\n', 0o644)
+            say('firmvisor: seed: a usable seed will be imported at a later boot', paths)
+    return wrote
+
+
+# ---- the commands -------------------------------------------------------------------------------------
+def note_saved(paths: Paths, result: Dict) -> None:
+    atomic_write(os.path.join(paths.run, SAVED_FINGERPRINT), result['fingerprint'].encode(), 0o600)
+
+
 def apply(paths: Paths) -> int:
     started = time.monotonic()
     mode, slot = booted(paths)
     root = paths.root
     os.makedirs(paths.run, exist_ok=True)
     say('firmvisor: state: %s boot%s' % (mode, ' (slot %s)' % slot if slot else ''), paths)
-    state = None
-    if mode != 'live':
-        state = mount_state(paths, STATE_WAIT)
-    save_now = False
-    restored = False
-    if state:
-        config = os.path.join(paths.state_mount, CONFIG)
-        if os.path.exists(config):
-            try:
-                count = restore_state(root, paths.state_mount)
-                say('firmvisor: state: restored %d entries from %s' % (count, config), paths)
-                restored = True
-                try:
-                    if restore_caps_cache(root, paths.state_mount, os.uname().release):
-                        say('firmvisor: state: libvirt\'s QEMU capabilities from the cache', paths)
-                except OSError as exc:
-                    say('firmvisor: state: the capabilities cache is unusable: %s' % exc, paths)
-            except StateError as exc:
-                aside = '%s.bad-%d' % (config, int(time.time()))
-                os.replace(config, aside)
-                say('firmvisor: state: %s; moved aside to %s' % (exc, aside), paths)
-        if not restored and os.path.exists(config + '.new'):
-            try:
-                count = restore_state(root, paths.state_mount, CONFIG + '.new')
-                say('firmvisor: state: restored %d entries from an unfinished save (config.tar.new)' % count, paths)
-                restored = save_now = True
-            except StateError:
-                pass
-    # The seed is imported at the first boot; when there was none, or it was unusable, the state
-    # remembers that (SEED_PENDING, beside config.tar) and a later boot that finds a usable seed
-    # imports it over the restored state: a host is never locked out for good by a missing seed.
-    pending = os.path.join(paths.state_mount, SEED_PENDING) if state else None
-    if not restored or (pending and os.path.exists(pending)):
-        found = find_seed(paths, SEED_WAIT)
-        seed, problems, device, usable = found.seed, found.problems, found.device, found.usable
-        if usable:  # as it is, for fv-install
-            atomic_write(os.path.join(paths.run, 'seed.json'), found.data, 0o600)
-        if seed is None:
-            say('firmvisor: seed: no volume labelled %s%s' % (
-                SEED_LABEL, '' if restored else ': using defaults'), paths)
-        else:
-            say('firmvisor: seed: %s %s (hostname %s, %d authorized keys, network %s)'
-                % ('importing' if usable else 'reading', device, seed.hostname, len(seed.authorized_keys),
-                   seed.network.get('mode')), paths)
+    # Only a boot from a slot has a state: a live boot (or anything else) never touches a disk's.
+    state = mount_state(paths, STATE_WAIT) if mode == 'slot' else None
+    folder = slot_folder(paths.state_mount, slot) if state and slot else None
+    save_now = restored = False
+    restored_from = None
+    if folder:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        source = start_trial_state(paths.state_mount, slot)
+        if source:
+            say('firmvisor: state: slot %s starts its trial from slot %s\'s state' % (slot, source), paths)
+        path, problems = newest_valid(folder)
         for problem in problems:
-            say('firmvisor: seed: %s' % problem, paths)
-        if usable or not restored:
-            seed = seed if usable else Seed()
-            nic = first_nic(paths) if seed.network.get('mode') == 'static' else None
-            write_files(root, seed_files(seed, nic))
-            save_now = bool(state)
-            if seed.install_to and mode == 'live':
-                atomic_write(os.path.join(paths.run, 'install_to'), (seed.install_to + '\n').encode(), 0o644)
-                say('firmvisor: seed: install_to %s: the installer runs' % seed.install_to, paths)
-            elif seed.install_to:
-                say('firmvisor: seed: install_to ignored: this is not a live boot', paths)
-        if pending and usable and os.path.exists(pending):
-            os.unlink(pending)
-        elif pending and not usable:
-            atomic_write(pending, b'a usable seed is imported at the next boot that finds one\n', 0o644)
-            say('firmvisor: seed: a usable seed will be imported at a later boot', paths)
+            say('firmvisor: state: %s; passed over' % problem, paths)
+        if path:
+            count = restore_state(root, path)
+            restored, restored_from = True, os.path.basename(path)
+            save_now = restored_from != CONFIG  # make the newest whole file config.tar again
+            say('firmvisor: state: restored %d entries from slots/%s/%s' % (count, slot, restored_from), paths)
+            try:
+                if restore_caps_cache(root, paths.state_mount, os.uname().release):
+                    say('firmvisor: state: libvirt\'s QEMU capabilities from the cache', paths)
+            except OSError as exc:
+                say('firmvisor: state: the capabilities cache is unusable: %s' % exc, paths)
+    # The seed is imported at the first boot; when there was none, or it was unusable, the state
+    # remembers that (SEED_PENDING) and a later boot that finds a usable seed imports it over the
+    # restored state: a host is never locked out for good by a missing seed.
+    pending = bool(state) and os.path.exists(os.path.join(paths.state_mount, SEED_PENDING))
+    if not restored or pending:
+        save_now = import_seed(paths, mode, bool(state), restored) or save_now
     hostname = read_text(os.path.join(root, 'etc', 'hostname')).strip() or DEFAULT_HOSTNAME
     made = ensure_host_keys(root, hostname)
     if made:
         say('firmvisor: state: made SSH host keys (%s)' % ', '.join(made), paths)
-        save_now = save_now or bool(state)
+        save_now = True
     apply_hostname(root, hostname)
     if not has_network_config(root):
         nic = first_nic(paths)
@@ -512,51 +677,103 @@ def apply(paths: Paths) -> int:
         atomic_write(os.path.join(paths.runtime_network, DEFAULT_NETWORK),
                      network_unit({'mode': 'dhcp'}, nic).encode(), 0o644)
         say('firmvisor: state: DHCP on the first NIC (%s)' % (nic['name'] if nic else 'none found yet'), paths)
-    if save_now:
-        result = save_state(root, paths.state_mount, version=image_version(root))
+    if folder and save_now:
+        result = save_state(root, folder, version=image_version(root))
+        note_saved(paths, result)
         say('firmvisor: state: saved %d entries to %s' % (result['members'], result['path']), paths)
-    for line in read_text(os.path.join(root, 'etc', 'ssh', 'ssh_host_ed25519_key.pub')).splitlines()[:1]:
-        fingerprint = run(['ssh-keygen', '-l', '-f', os.path.join(root, 'etc', 'ssh', 'ssh_host_ed25519_key.pub')])
-        say('firmvisor: ssh host key %s' % fingerprint.stdout.strip(), paths)
+    elif folder:
+        note_saved(paths, {'fingerprint': fingerprint(root, collect(root, persisted_patterns(root)))})
+    for _line in read_text(os.path.join(root, 'etc', 'ssh', 'ssh_host_ed25519_key.pub')).splitlines()[:1]:
+        printed = run(['ssh-keygen', '-l', '-f', os.path.join(root, 'etc', 'ssh', 'ssh_host_ed25519_key.pub')])
+        say('firmvisor: ssh host key %s' % printed.stdout.strip(), paths)
+    atomic_write(os.path.join(paths.run, APPLIED), json.dumps({
+        'applied': True, 'mode': mode, 'slot': slot, 'stateful': bool(folder), 'restored_from': restored_from,
+    }, sort_keys=True).encode(), 0o644)
     say('firmvisor: state: applied in %.1f s (%s)' % (time.monotonic() - started,
-                                                      'stateful' if state else 'stateless'), paths)
+                                                      'stateful' if folder else 'stateless'), paths)
     return 0
 
 
-def save(paths: Paths) -> int:
-    mode, _ = booted(paths)
-    if mode == 'live':
-        say('firmvisor: state: live boot, stateless: nothing saved', paths)
+def state_folder(paths: Paths) -> Optional[str]:
+    """The booted slot's folder on the mounted state partition; None when this boot is stateless."""
+    mode, slot = booted(paths)
+    if mode != 'slot' or not state_mounted(paths):
+        return None
+    return slot_folder(paths.state_mount, slot)
+
+
+def save(paths: Paths, quiet: bool = False) -> int:
+    folder = state_folder(paths)
+    if folder is None:
+        say('firmvisor: state: stateless boot (live, or no state partition): nothing saved', paths)
         return EXIT_STATELESS
-    if not mount_state(paths, 0):
-        return EXIT_STATELESS
-    result = save_state(paths.root, paths.state_mount, version=image_version(paths.root))
-    say('firmvisor: state: saved %d entries to %s (%d bytes)' % (result['members'], result['path'], result['bytes']), paths)
-    try:
-        save_caps_cache(paths.root, paths.state_mount, os.uname().release)
-    except OSError as exc:
-        say('firmvisor: state: the capabilities cache was not saved: %s' % exc, paths)
+    result = save_state(paths.root, folder, version=image_version(paths.root))
+    note_saved(paths, result)
+    if not quiet:
+        say('firmvisor: state: saved %d entries to %s (%d bytes)' % (result['members'], result['path'],
+                                                                     result['bytes']), paths)
+        try:
+            save_caps_cache(paths.root, paths.state_mount, os.uname().release)
+        except OSError as exc:
+            say('firmvisor: state: the capabilities cache was not saved: %s' % exc, paths)
     return 0
+
+
+def watch(paths: Paths, interval: float = WATCH_INTERVAL, rounds: Optional[int] = None) -> int:
+    """Save whenever what the state holds changes (checked every ``interval`` seconds), and once
+    more when stopped (SIGTERM waits, blocked, until a save in progress is done). ``rounds`` bounds
+    the loop for the tests."""
+    if state_folder(paths) is None:
+        say('firmvisor: state: stateless boot: nothing to watch', paths)
+        return EXIT_STATELESS
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    say('firmvisor: state: saving every change within %.0f s' % interval, paths, console=False)
+    stopped = False
+    while not stopped and (rounds is None or rounds > 0):
+        rounds = None if rounds is None else rounds - 1
+        stopped = signal.sigtimedwait([signal.SIGTERM], interval) is not None
+        current = fingerprint(paths.root, collect(paths.root, persisted_patterns(paths.root)))
+        if current != read_text(os.path.join(paths.run, SAVED_FINGERPRINT)):
+            with locked(paths):
+                save(paths, quiet=True)
+            say('firmvisor: state: a change saved', paths, console=False)
+    return 0
+
+
+def slot_status(folder: str) -> Dict[str, object]:
+    info: Dict[str, object] = {'path': os.path.join(folder, CONFIG)}
+    path, problems = newest_valid(folder)
+    if path:
+        manifest, members = read_state(path)
+        info.update({'file': os.path.basename(path), 'entries': len(members), 'saved': manifest.get('saved'),
+                     'saved_by_version': manifest.get('version')})
+    info['problems'] = problems
+    info['trial_starts_from'] = read_text(os.path.join(folder, START_FROM)).strip() or None
+    return info
 
 
 def status(paths: Paths) -> Dict:
     mode, slot = booted(paths)
-    config = os.path.join(paths.state_mount, CONFIG)
     info: Dict[str, object] = {'mode': mode, 'slot': slot, 'version': image_version(paths.root),
                                'state_partition': find_partition(paths, PART_STATE),
-                               'mounted': os.path.ismount(paths.state_mount), 'config': None}
-    if os.path.exists(config):
-        try:
-            manifest, members = read_state(config)
-            info['config'] = {'path': config, 'bytes': os.path.getsize(config), 'entries': len(members),
-                              'saved': manifest.get('saved'), 'saved_by_version': manifest.get('version'),
-                              'roots': manifest['roots']}
-        except StateError as exc:
-            info['config'] = {'path': config, 'error': str(exc)}
+                               'mounted': state_mounted(paths), 'slots': {}}
+    if info['mounted']:
+        info['slots'] = {each: slot_status(slot_folder(paths.state_mount, each)) for each in SLOTS
+                         if os.path.isdir(slot_folder(paths.state_mount, each))}
     return info
 
 
-USAGE = 'usage: fv-state apply | save | status'
+def has(paths: Paths, rel: str) -> bool:
+    """Whether the booted slot's newest saved state holds ``rel``."""
+    folder = state_folder(paths)
+    path = newest_valid(folder)[0] if folder else None
+    if not path:
+        return False
+    _manifest, members = read_state(path)
+    return _split(rel) in [_split(m.name) for m in members]
+
+
+USAGE = 'usage: fv-state apply | save | watch | status | has PATH'
 
 
 def main(argv: Optional[Sequence[str]] = None, paths: Optional[Paths] = None) -> int:
@@ -565,12 +782,16 @@ def main(argv: Optional[Sequence[str]] = None, paths: Optional[Paths] = None) ->
     if args in (['-h'], ['--help']):
         print(USAGE + '\n\n' + __doc__.strip())
         return 0
-    if len(args) != 1 or args[0] not in ('apply', 'save', 'status'):
+    if not args or args[0] not in ('apply', 'save', 'watch', 'status', 'has') or len(args) != (2 if args[0] == 'has' else 1):
         print(USAGE, file=sys.stderr)
         return 2
     command = args[0]
     paths = paths or Paths()
     try:
+        if command == 'watch':
+            return watch(paths)
+        if command == 'has':
+            return 0 if has(paths, args[1]) else 1
         with locked(paths):
             if command == 'apply':
                 return apply(paths)

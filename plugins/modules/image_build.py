@@ -78,6 +78,14 @@ options:
     description: Also build the bootable ISO (virtual media, live or installer).
     type: bool
     default: true
+  debug:
+    description:
+      - Build a debug image, for developing the image itself, never for production. Its GRUB menu can
+        be edited; its initramfs opens a shell on the console where it would reboot, and honours
+        C(fv.break=1) and C(fv.debug=1); systemd's emergency mode gives a shell where it would
+        reboot. The default image has no unauthenticated shell anywhere.
+    type: bool
+    default: false
   force:
     description: Build even when the image is current.
     type: bool

@@ -125,7 +125,8 @@ def test_grubenv_round_trip():
     assert block.endswith(b'#' * 100)
     assert assemble.parse_grubenv(block) == {'fv_active': 'B', 'fv_next': ''}
     initial = assemble.initial_grubenv()
-    assert len(initial) == 1024 and assemble.parse_grubenv(initial) == {'fv_active': 'A', 'fv_next': ''}
+    assert len(initial) == 1024 and assemble.parse_grubenv(initial) == {
+        'fv_active': 'A', 'fv_next': '', 'fv_tries_A': '3', 'fv_tries_B': '0'}
 
 
 def test_grubenv_limits():
@@ -141,7 +142,7 @@ def test_grubenv_is_the_host_tools_format():
     """One format for the disk writer and the host tools: assemble.py's block is fvlib's."""
     values = {'fv_active': 'A', 'fv_next': 'B'}
     assert assemble.format_grubenv is fvlib.format_grubenv
-    assert fvlib.parse_grubenv(assemble.initial_grubenv()) == {'fv_active': 'A', 'fv_next': ''}
+    assert fvlib.parse_grubenv(assemble.initial_grubenv()) == assemble.INITIAL_ENV
     assert fvlib.parse_grubenv(fvlib.format_grubenv(values)) == values
 
 
@@ -357,10 +358,14 @@ def test_slot_b_and_env_editing(pieces, tmp_path):
                                    '--version-b', '9.9.9')) == 0
     assert mtype(out, '/slots/B/vmlinuz') == (pieces / 'vmlinuz-b').read_bytes()
     assert mtype(out, '/slots/B/version') == b'9.9.9\n'
-    assert assemble.disk_env(str(out)) == {'fv_active': 'A', 'fv_next': ''}
-    assert assemble.disk_env(str(out), {'fv_next': 'B'}) == {'fv_active': 'A', 'fv_next': 'B'}
+    manifest = json.loads(mtype(out, '/slots/B/manifest.json'))
+    assert manifest['version'] == '9.9.9' and manifest['squashfs'] == {
+        'size': 300004, 'sha256': hashlib.sha256((pieces / 'root.squashfs').read_bytes()).hexdigest()}
+    assert manifest['kernel']['sha256'] == hashlib.sha256((pieces / 'vmlinuz-b').read_bytes()).hexdigest()
+    assert assemble.disk_env(str(out)) == assemble.INITIAL_ENV
+    assert assemble.disk_env(str(out), {'fv_next': 'B'}) == dict(assemble.INITIAL_ENV, fv_next='B')
     block = mtype(out, '/grub/grubenv')
-    assert len(block) == 1024 and assemble.parse_grubenv(block) == {'fv_active': 'A', 'fv_next': 'B'}
+    assert len(block) == 1024 and assemble.parse_grubenv(block) == dict(assemble.INITIAL_ENV, fv_next='B')
 
 
 def test_refusals(pieces, tmp_path, capsys):
@@ -531,3 +536,93 @@ def test_install_refuses_the_mounted_medium(machine, medium, capsys):
     assert fv_install.find_source(paths, print, str(medium)) == (str(medium), 'vda')
     assert run_install(paths, '--source', str(medium), '--target', paths.dev + '/vda') == 1
     assert 'the device the live system booted from' in capsys.readouterr().out
+
+
+# ---- an install's own GUIDs, its seed, and the tables written last ----------------------------------
+def test_unique_guids_and_a_state_file(pieces, tmp_path, disk):
+    seed = tmp_path / 'seed.json'
+    seed.write_text('{"hostname": "hv9"}\n')
+    outs = []
+    for name in ('one.raw', 'two.raw'):
+        out = tmp_path / name
+        assert assemble.main(disk_args(pieces, out, '--unique', '--state-file', 'seed.json=%s' % seed)) == 0
+        outs.append(assemble.parse_gpt(read_at(out, 0, 34 * SECTOR)))
+    fixed = assemble.parse_gpt(read_at(disk[0], 0, 34 * SECTOR))
+    guids = [{p['guid'] for p in table['partitions']} | {table['disk_guid']} for table in outs + [fixed]]
+    assert not guids[0] & guids[1] and not guids[0] & guids[2]  # nothing shared with another disk
+    state = assemble.plan_table().by_name('fvstate')
+    image = tmp_path / 'state.img'
+    image.write_bytes(read_at(tmp_path / 'one.raw', state.offset, state.size))
+    dumped = subprocess.run(['debugfs', '-R', 'cat /seed.json', str(image)], capture_output=True, check=True)
+    assert dumped.stdout == b'{"hostname": "hv9"}\n'
+
+
+def test_a_device_gets_its_tables_last(pieces, tmp_path, monkeypatch):
+    """Writing over an old install: both old tables are gone before the first partition byte, and the
+    new backup and primary tables come after every partition."""
+    target = tmp_path / 'device.raw'
+    assert assemble.main(disk_args(pieces, target)) == 0  # the old install, same size
+    table = assemble.plan_table(None, '2.0.0', unique=True)
+    seen = []
+    real = assemble.write_regions
+
+    def record(handle, regions, sparse):
+        handle.flush()
+        head, tail = read_at(target, 0, 34 * SECTOR), read_at(target, table.size - 33 * SECTOR, 33 * SECTOR)
+        seen.append(([r.name for r in regions], head.count(0) == len(head), tail.count(0) == len(tail)))
+        real(handle, regions, sparse)
+    monkeypatch.setattr(assemble, 'write_regions', record)
+    with assemble.tempfile.TemporaryDirectory() as work:
+        regions = assemble.build_regions(assemble.Pieces(
+            core=str(pieces / 'core.img'), boot_img=str(pieces / 'boot.img'), efi=str(pieces / 'BOOTX64.EFI'),
+            grub_cfg=str(pieces / 'grub.cfg'), kernel=str(pieces / 'vmlinuz'), initrd=str(pieces / 'initrd.img'),
+            slot_a=str(pieces / 'root.squashfs'), version='2.0.0', unique=True), table, work)
+        assemble.write_device(str(target), table, regions)
+    assert [names for names, _, _ in seen] == [['fvbios', 'fvboot', 'fvslotA', 'fvslotB', 'fvstate'],
+                                               ['gpt-backup'], ['head']]
+    assert seen[0][1:] == (True, True)  # the old tables were wiped first
+    assert assemble.parse_gpt(read_at(target, 0, 34 * SECTOR))['disk_guid'] == str(table.disk_guid).upper()
+
+
+def test_recognise_what_a_disk_holds(disk, tmp_path):
+    path, _report = disk
+    size = os.path.getsize(path)
+    head, tail = read_at(path, 0, MIB), read_at(path, size - MIB, MIB)
+    assert fv_install.recognise(bytes(MIB), bytes(MIB)) == []
+    assert fv_install.recognise(head, tail) == ['a firmvisor install (partitions fvbios, fvboot, fvslotA, '
+                                                'fvslotB, fvstate)']
+    # an install cut short after the wipe, before the primary table: the backup still names it
+    assert fv_install.recognise(bytes(MIB), tail)[0].startswith('a firmvisor install')
+    ext4 = bytearray(MIB)
+    ext4[1080:1082] = b'\x53\xef'
+    assert fv_install.recognise(bytes(ext4), bytes(MIB)) == ['an ext2/3/4 file system']
+    mbr = bytearray(MIB)
+    mbr[510:512], mbr[446 + 4] = b'\x55\xaa', 0x83
+    assert fv_install.recognise(bytes(mbr), bytes(MIB)) == ['an MBR partition table']
+    lvm = bytearray(MIB)
+    lvm[512:520] = b'LABELONE'
+    assert fv_install.recognise(bytes(lvm), bytes(MIB)) == ['an LVM physical volume']
+    noise = bytearray(MIB)
+    noise[MIB - 1] = 1
+    assert fv_install.recognise(bytes(MIB), bytes(noise)) == ['data (non-zero bytes in its first or last MiB)']
+
+
+def test_install_refuses_a_disk_with_an_install_or_data(machine, medium, disk, capsys):
+    paths, tmp = machine
+    target = os.path.join(paths.dev, 'vda')
+    with open(disk[0], 'rb') as src, open(target, 'wb') as dst:  # an installed (and maybe upgraded) host
+        dst.write(src.read(MIB))
+        dst.seek((4 << 30) - MIB)
+        src.seek(os.path.getsize(disk[0]) - MIB)
+        dst.write(src.read(MIB))
+    seed = tmp / 'seed.json'
+    seed.write_text(json.dumps({'install_to': target}))
+    before = fvlib.sha256_file(target)
+    assert run_install(paths, '--seed', str(seed), '--source', str(medium)) == 0
+    out = capsys.readouterr().out
+    assert 'holds a firmvisor install' in out and 'not installing, so nothing on it is lost' in out
+    assert fvlib.sha256_file(target) == before
+    seed.write_text(json.dumps({'install_to': target, 'install_force': True}))
+    assert run_install(paths, '--seed', str(seed), '--source', str(medium), '--dry-run') == 0
+    out = capsys.readouterr().out
+    assert 'install_force: overwriting' in out and 'dry run: would install' in out

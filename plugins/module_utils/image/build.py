@@ -71,6 +71,7 @@ IMAGE_ARGSPEC = dict(
     extra_packages=dict(type='list', elements='str', default=[]),
     apt_sources=dict(type='list', elements='path'),
     iso=dict(type='bool', default=True),
+    debug=dict(type='bool', default=False),
     force=dict(type='bool', default=False),
     work_dir=dict(type='path'),
     step=dict(type='str', default='all', choices=['all', 'plan'] + list(STEP_IDS) + ['finish']),
@@ -179,6 +180,7 @@ def inputs(params: Dict[str, Any], run: Callable[..., Any] = subprocess.run) -> 
     result = {
         'version': params['version'],
         'iso': params['iso'],
+        'debug': bool(params.get('debug')),
         'packages': packages,
         'candidates': candidate_versions(packages, run),
         'apt_sources': sources,
@@ -280,6 +282,7 @@ class Builder:
             'FV_VERSION': self.params['version'],
             'FV_APT_SOURCES': ' '.join(wanted['apt_sources']),
             'FV_PACKAGES': ' '.join(wanted['packages']),
+            'FV_DEBUG': '1' if wanted.get('debug') else '0',
         })
         return env
 
@@ -296,7 +299,7 @@ class Builder:
             'disk': [sys.executable, os.path.join(files, 'tools', 'assemble.py'), 'disk', '--out', pieces[DISK],
                      '--core', os.path.join(self.boot, 'core.img'), '--boot-img', os.path.join(self.boot, 'boot.img'),
                      '--efi', os.path.join(self.boot, 'BOOTX64.EFI'),
-                     '--grub-cfg', os.path.join(files, 'grub', 'grub.cfg'),
+                     '--grub-cfg', os.path.join(self.boot, 'grub.cfg'),
                      '--kernel', pieces[KERNEL], '--initrd', pieces[INITRD],
                      '--slot-a', pieces[SQUASHFS], '--version', self.params['version']],
             'iso': [os.path.join(build, 'iso.sh'), pieces[ISO], self.work],
