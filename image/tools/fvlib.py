@@ -77,6 +77,7 @@ class Paths:
     mount_esp: bool = True
     consoles: Tuple[str, ...] = ('/dev/console', '/dev/ttyS0')
     console_active: str = '/sys/class/tty/console/active'
+    sys_acpi: str = '/sys/bus/acpi/devices'
     netif_links: str = '/run/systemd/netif/links'
     health_dir: str = '/etc/firmvisor/health.d'      # below root
     ssh_port: int = 22
@@ -601,9 +602,22 @@ def seed_device_allowed(paths: Paths, name: str) -> bool:
     return is_removable(paths, name) or whole_disk(paths, name) == boot_disk(paths)
 
 
+def load_floppy_driver(paths: Paths) -> bool:
+    """The floppy driver, when the machine has a floppy controller (ACPI PNP0700: a BMC's Floppy virtual
+    media slot) and no fd0 yet: udev loads it too, but maybe only after the seed was looked for."""
+    try:
+        controllers = [name for name in os.listdir(paths.sys_acpi) if name.startswith('PNP0700:')]
+    except OSError:
+        return False
+    if not controllers or os.path.exists(os.path.join(paths.sys_block, 'fd0')):
+        return False
+    return run(['modprobe', 'floppy']).returncode == 0
+
+
 def find_seed(paths: Paths, wait: float) -> SeedRead:
     """The volume labelled FVSEED on removable or virtual media or the boot disk (waiting up to
     ``wait`` seconds for it), mounted and read."""
+    load_floppy_driver(paths)
     unreadable: set = set()
     found = wait_for(lambda: labelled(paths, SEED_LABEL, unreadable, lambda n: seed_device_allowed(paths, n)), wait)
     if not found:

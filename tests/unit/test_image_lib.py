@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 
 import pytest
 from image_tools import fvlib
@@ -105,3 +106,17 @@ def test_sha256_file_of_a_prefix(tmp_path):
     assert fvlib.sha256_file(str(path), 3) == hashlib.sha256(b'abc').hexdigest()
     with pytest.raises(fvlib.HostError, match='ends 4 bytes early'):
         fvlib.sha256_file(str(path), 10)
+
+
+def test_the_floppy_driver_only_with_a_floppy_controller(machine, tmp_path, monkeypatch):
+    paths, _run = machine
+    calls = []
+    monkeypatch.setattr(fvlib, 'run', lambda argv, **kw: calls.append(argv) or fvlib.subprocess.CompletedProcess(argv, 0))
+    acpi = tmp_path / 'acpi'
+    acpi.mkdir()
+    paths.sys_acpi = str(acpi)
+    assert not fvlib.load_floppy_driver(paths) and calls == []  # no controller
+    (acpi / 'PNP0700:00').mkdir()
+    assert not fvlib.load_floppy_driver(paths)  # fd0 is there already
+    shutil.rmtree(os.path.join(paths.sys_block, 'fd0'))
+    assert fvlib.load_floppy_driver(paths) and calls == [['modprobe', 'floppy']]
