@@ -332,8 +332,9 @@ def check_sshd(paths: Paths) -> Tuple[str, str]:
     return (PASS, 'answers') if banner.startswith(b'SSH-') else (WAIT, 'no SSH banner on port %d' % paths.ssh_port)
 
 
-def dropin_checks(paths: Paths) -> List[Tuple[str, str, str]]:
-    """(name, outcome, detail) of each executable in the health.d directory."""
+def dropin_checks(paths: Paths, passed: Optional[Dict[str, str]] = None) -> List[Tuple[str, str, str]]:
+    """(name, outcome, detail) of each executable in the health.d directory (not run again when in
+    ``passed``)."""
     folder = os.path.join(paths.root, paths.health_dir.lstrip('/'))
     try:
         names = sorted(os.listdir(folder))
@@ -343,6 +344,9 @@ def dropin_checks(paths: Paths) -> List[Tuple[str, str, str]]:
     for name in names:
         path = os.path.join(folder, name)
         if name.startswith('.') or not os.path.isfile(path) or not os.access(path, os.X_OK):
+            continue
+        if 'health.d/' + name in (passed or {}):
+            results.append(('health.d/' + name, PASS, passed['health.d/' + name]))
             continue
         try:
             proc = run([path], timeout=CHECK_TIMEOUT)
@@ -370,26 +374,32 @@ BUILTIN_CHECKS = (('libvirtd', check_libvirt), ('state', check_state), ('network
                   ('sshd', check_sshd), ('firewall', check_firewall))
 
 
-def run_checks(paths: Paths) -> List[Tuple[str, str, str]]:
+def run_checks(paths: Paths, passed: Optional[Dict[str, str]] = None) -> List[Tuple[str, str, str]]:
+    """Every check's (name, outcome, detail); those in ``passed`` (name -> detail) are not run again."""
+    passed = passed or {}
     results = []
     for name, check in BUILTIN_CHECKS:
-        outcome, detail = check(paths)
+        outcome, detail = (PASS, passed[name]) if name in passed else check(paths)
         results.append((name, outcome, detail))
-    return results + dropin_checks(paths)
+    return results + dropin_checks(paths, passed)
 
 
-def gate(paths: Paths, timeout: float = HEALTH_TIMEOUT, reboot=None, clock=time.monotonic, pause=time.sleep) -> int:
+def gate(paths: Paths, timeout: float = HEALTH_TIMEOUT, reboot=None, clock=time.monotonic, pause=time.sleep,
+         interval: float = 0.5) -> int:
     """The boot's health gate: all checks pass → the running slot is marked good, "firmvisor ready";
-    a check fails for good or the time runs out → not ready, and a trial slot reboots."""
+    a check fails for good or the time runs out → not ready, and a trial slot reboots. A check that
+    passed is not run again (the boot is a matter of seconds), so each round waits only for the rest."""
     started = clock()
     mode, slot = booted(paths)
+    passed: Dict[str, str] = {}
     while True:
-        results = run_checks(paths)
+        results = run_checks(paths, passed)
+        passed.update((name, detail) for name, outcome, detail in results if outcome == PASS)
         if all(outcome == PASS for _name, outcome, _detail in results):
             break
         if any(outcome == FAIL for _name, outcome, _detail in results) or clock() - started >= timeout:
             return gate_failed(paths, results, mode, slot, timeout, reboot)
-        pause(2.0)
+        pause(interval)
     if mode == 'slot':
         mark_good(paths)
     say('firmvisor: health: %d checks passed in %.0f s%s' % (len(results), clock() - started,

@@ -295,13 +295,18 @@ def test_status_and_cli(host, capsys):
 
 # ---- the health gate --------------------------------------------------------------------------------
 def fake_checks(monkeypatch, outcomes):
-    """The built-in checks, answering from ``outcomes`` (name -> a list of outcomes, the last repeats)."""
+    """The built-in checks, answering from ``outcomes`` (name -> a list of outcomes, the last repeats);
+    returns name -> how many times each ran."""
+    calls = {name: 0 for name in outcomes}
+
     def make(name):
         def check(_paths):
+            calls[name] += 1
             queue = outcomes[name]
             return (queue.pop(0) if len(queue) > 1 else queue[0]), name + ' detail'
         return check
     monkeypatch.setattr(fvslot, 'BUILTIN_CHECKS', tuple((name, make(name)) for name in outcomes))
+    return calls
 
 
 class Clock:
@@ -320,10 +325,11 @@ def test_gate_passes_marks_good_and_says_ready(host, monkeypatch, capsys):
     write(paths, tmp)
     fvslot.boot_once(paths)
     assert boot(paths, tmp) == 'B'
-    fake_checks(monkeypatch, {'libvirtd': ['wait', 'wait', 'pass'], 'sshd': ['pass']})
+    calls = fake_checks(monkeypatch, {'libvirtd': ['wait', 'wait', 'pass'], 'sshd': ['pass']})
     clock = Clock()
     assert fvslot.gate(paths, 300, reboot=lambda: pytest.fail('rebooted'), clock=clock, pause=clock.pause) == 0
-    assert 'firmvisor ready' in capsys.readouterr().out and clock.now == 4.0
+    assert 'firmvisor ready' in capsys.readouterr().out and clock.now == 1.0
+    assert calls == {'libvirtd': 3, 'sshd': 1}  # what passed is not asked again
     assert env(tmp)['fv_active'] == 'B' and env(tmp)['fv_tries_B'] == '3'
 
 
