@@ -2,12 +2,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """fv-state: the persisted configuration of a firmvisor host (stdlib only; runs on the hypervisor).
 
-    fv-state apply     at boot, before sshd, systemd-networkd and libvirtd: mount the boot disk's state
-                       partition (GPT name fvstate) at /var/lib/firmvisor/state and restore the booted
-                       slot's state (slots/<slot>/config.tar) into /; with none, import the seed, make
-                       the SSH host keys and save at once. A trial slot starts from the known-good
-                       slot's state (fvslot boot-once leaves slots/<trial>/start-from). A live boot
-                       (fv.live=1) is stateless: the seed is applied, the disk's state is never touched.
+    fv-state restore   at boot, before libvirtd: mount the boot disk's state partition (GPT name fvstate)
+                       at /var/lib/firmvisor/state and restore the booted slot's state
+                       (slots/<slot>/config.tar) into /. A trial slot starts from the known-good slot's
+                       state (fvslot boot-once leaves slots/<trial>/start-from). A live boot (fv.live=1)
+                       is stateless: the disk's state is never touched.
+    fv-state apply     then (restoring first when that has not run), before sshd and systemd-networkd,
+                       beside libvirtd's start: with no state, import the seed; make the SSH host keys
+                       that are missing; save at once when anything changed.
     fv-state save      save the booted slot's state now: config.tar.new written and fsynced, the current
                        config.tar kept as config.tar.prev (a hard link), config.tar.new renamed over
                        config.tar, the directory fsynced. Exit 3: stateless.
@@ -61,6 +63,7 @@ TRAILER_SIZE = 512
 TRAILER_MAGIC = b'FVSTATE-TRAILER '
 WATCH_INTERVAL = 1.0
 APPLIED = 'state.json'          # /run/firmvisor/state.json: what apply did (the health gate reads it)
+RESTORED = 'restore.json'       # /run/firmvisor/restore.json: what restore did (apply goes on from it)
 SAVED_FINGERPRINT = 'saved.fingerprint'  # /run/firmvisor: what the last save held
 # What the state holds (relative to /; shell patterns, one path component per pattern component).
 PERSIST = (
@@ -630,7 +633,10 @@ def note_saved(paths: Paths, result: Dict) -> None:
     atomic_write(os.path.join(paths.run, SAVED_FINGERPRINT), result['fingerprint'].encode(), 0o600)
 
 
-def apply(paths: Paths) -> int:
+def restore(paths: Paths) -> Dict[str, object]:
+    """The first half of the boot's work, all libvirtd waits for: mount the boot disk's state partition
+    (a slot boot only), start a trial from the known-good slot's state, restore the slot's newest whole
+    state and libvirt's capabilities cache. What it did goes to /run/firmvisor/restore.json."""
     started = time.monotonic()
     mode, slot = booted(paths)
     root = paths.root
@@ -639,8 +645,7 @@ def apply(paths: Paths) -> int:
     # Only a boot from a slot has a state: a live boot (or anything else) never touches a disk's.
     state = mount_state(paths, STATE_WAIT) if mode == 'slot' else None
     folder = slot_folder(paths.state_mount, slot) if state and slot else None
-    save_now = restored = False
-    restored_from = None
+    done: Dict[str, object] = {'mode': mode, 'slot': slot, 'stateful': bool(folder), 'restored_from': None}
     if folder:
         os.makedirs(folder, mode=0o700, exist_ok=True)
         source = start_trial_state(paths.state_mount, slot)
@@ -651,20 +656,38 @@ def apply(paths: Paths) -> int:
             say('firmvisor: state: %s; passed over' % problem, paths)
         if path:
             count = restore_state(root, path)
-            restored, restored_from = True, os.path.basename(path)
-            save_now = restored_from != CONFIG  # make the newest whole file config.tar again
-            say('firmvisor: state: restored %d entries from slots/%s/%s' % (count, slot, restored_from), paths)
+            done['restored_from'] = os.path.basename(path)
+            say('firmvisor: state: restored %d entries from slots/%s/%s' % (count, slot, done['restored_from']), paths)
             try:
                 if restore_caps_cache(root, paths.state_mount, os.uname().release):
                     say('firmvisor: state: libvirt\'s QEMU capabilities from the cache', paths)
             except OSError as exc:
                 say('firmvisor: state: the capabilities cache is unusable: %s' % exc, paths)
+    done['seconds'] = round(time.monotonic() - started, 1)
+    atomic_write(os.path.join(paths.run, RESTORED), json.dumps(done, sort_keys=True).encode(), 0o644)
+    return done
+
+
+def apply(paths: Paths) -> int:
+    """The boot's work: restore (unless firmvisor-state.service did already), then what sshd and the
+    network wait for: the seed where one is due, SSH host keys, the hostname, the default management
+    network, a save when anything changed. /run/firmvisor/state.json says it is done."""
+    started = time.monotonic()
+    try:
+        with open(os.path.join(paths.run, RESTORED)) as handle:
+            done = json.load(handle)
+    except (OSError, ValueError):
+        done = restore(paths)
+    mode, slot, root = done['mode'], done['slot'], paths.root
+    folder = slot_folder(paths.state_mount, slot) if done['stateful'] else None
+    restored = bool(done['restored_from'])
+    save_now = restored and done['restored_from'] != CONFIG  # make the newest whole file config.tar again
     # The seed is imported at the first boot; when there was none, or it was unusable, the state
     # remembers that (SEED_PENDING) and a later boot that finds a usable seed imports it over the
     # restored state: a host is never locked out for good by a missing seed.
-    pending = bool(state) and os.path.exists(os.path.join(paths.state_mount, SEED_PENDING))
+    pending = bool(folder) and os.path.exists(os.path.join(paths.state_mount, SEED_PENDING))
     if not restored or pending:
-        save_now = import_seed(paths, mode, bool(state), restored) or save_now
+        save_now = import_seed(paths, mode, bool(folder), restored) or save_now
     hostname = read_text(os.path.join(root, 'etc', 'hostname')).strip() or DEFAULT_HOSTNAME
     made = ensure_host_keys(root, hostname)
     if made:
@@ -686,10 +709,9 @@ def apply(paths: Paths) -> int:
     for _line in read_text(os.path.join(root, 'etc', 'ssh', 'ssh_host_ed25519_key.pub')).splitlines()[:1]:
         printed = run(['ssh-keygen', '-l', '-f', os.path.join(root, 'etc', 'ssh', 'ssh_host_ed25519_key.pub')])
         say('firmvisor: ssh host key %s' % printed.stdout.strip(), paths)
-    atomic_write(os.path.join(paths.run, APPLIED), json.dumps({
-        'applied': True, 'mode': mode, 'slot': slot, 'stateful': bool(folder), 'restored_from': restored_from,
-    }, sort_keys=True).encode(), 0o644)
-    say('firmvisor: state: applied in %.1f s (%s)' % (time.monotonic() - started,
+    atomic_write(os.path.join(paths.run, APPLIED), json.dumps(dict(done, applied=True), sort_keys=True).encode(),
+                 0o644)
+    say('firmvisor: state: applied in %.1f s (%s)' % (time.monotonic() - started + float(done.get('seconds', 0)),
                                                       'stateful' if folder else 'stateless'), paths)
     return 0
 
@@ -773,7 +795,7 @@ def has(paths: Paths, rel: str) -> bool:
     return _split(rel) in [_split(m.name) for m in members]
 
 
-USAGE = 'usage: fv-state apply | save | watch | status | has PATH'
+USAGE = 'usage: fv-state restore | apply | save | watch | status | has PATH'
 
 
 def main(argv: Optional[Sequence[str]] = None, paths: Optional[Paths] = None) -> int:
@@ -782,7 +804,8 @@ def main(argv: Optional[Sequence[str]] = None, paths: Optional[Paths] = None) ->
     if args in (['-h'], ['--help']):
         print(USAGE + '\n\n' + __doc__.strip())
         return 0
-    if not args or args[0] not in ('apply', 'save', 'watch', 'status', 'has') or len(args) != (2 if args[0] == 'has' else 1):
+    if not args or args[0] not in ('restore', 'apply', 'save', 'watch', 'status', 'has') \
+            or len(args) != (2 if args[0] == 'has' else 1):
         print(USAGE, file=sys.stderr)
         return 2
     command = args[0]
@@ -793,6 +816,9 @@ def main(argv: Optional[Sequence[str]] = None, paths: Optional[Paths] = None) ->
         if command == 'has':
             return 0 if has(paths, args[1]) else 1
         with locked(paths):
+            if command == 'restore':
+                restore(paths)
+                return 0
             if command == 'apply':
                 return apply(paths)
             if command == 'save':

@@ -532,6 +532,7 @@ def host(tmp_path, monkeypatch):
         (root / 'etc' / 'firmvisor' / 'version').write_text('0.1.0\n')
         (root / 'etc' / 'hostname').write_text('firmvisor\n')
         shutil.rmtree(tmp_path / 'runnet', ignore_errors=True)
+        shutil.rmtree(tmp_path / 'run', ignore_errors=True)  # /run is a new tmpfs at every boot
     return {'paths': paths, 'root': root, 'state': state, 'seeds': seeds, 'calls': calls, 'reboot': reboot,
             'cmdline': cmdline, 'run': tmp_path / 'run', 'runnet': tmp_path / 'runnet'}
 
@@ -704,3 +705,19 @@ def test_main_usage(capsys):
     assert fvstate.main(['frobnicate']) == 2
     assert 'usage: fv-state' in capsys.readouterr().err
     assert fvstate.main(['--help']) == 0
+
+
+def test_restore_then_apply_as_two_units(host):
+    """firmvisor-state.service restores (libvirtd waits for that only), firmvisor-setup.service applies."""
+    host['seeds'].append(GOOD_SEED)
+    assert fvstate.apply(host['paths']) == 0
+    host['reboot']()
+    assert fvstate.main(['restore'], host['paths']) == 0
+    done = json.loads((host['run'] / 'restore.json').read_text())
+    assert done['restored_from'] == 'config.tar' and done['stateful']
+    assert (host['root'] / 'etc/hostname').read_text() == 'hv1\n'  # restored already
+    assert not (host['run'] / 'state.json').exists()  # the health gate's "state" check waits
+    calls = host['calls']['read_seed']
+    assert fvstate.main(['apply'], host['paths']) == 0
+    assert host['calls']['read_seed'] == calls
+    assert json.loads((host['run'] / 'state.json').read_text())['applied']
