@@ -407,3 +407,17 @@ def test_dropin_outcomes(host):
     (folder / '40-not-executable').write_text('#!/bin/sh\nexit 9\n')
     assert [(n, o) for n, o, _ in fvslot.dropin_checks(paths)] == [
         ('health.d/10-pass', 'pass'), ('health.d/20-later', 'wait'), ('health.d/30-broken', 'fail')]
+
+
+def test_grub_cfg_and_its_model_agree():
+    """What grub.cfg and fvlib.grub_decision must share (image/dev/boot-disk.sh boots the real thing):
+    the defaults before load_env, a count-down for every value up to MAX_TRIES, the locked menu."""
+    with open(os.path.join(os.path.dirname(assemble.__file__), '..', 'grub', 'grub.cfg')) as handle:
+        cfg = handle.read()
+    assert 'set fv_tries_A=%d\n' % fvlib.tries({}, 'A') in cfg and 'set fv_tries_B=%d\n' % fvlib.tries({}, 'B') in cfg
+    for have in range(1, fvlib.MAX_TRIES + 1):
+        assert 'if [ "$fv_have" = %d ]; then set fv_left=%d' % (have, have - 1) in cfg \
+            or 'elif [ "$fv_have" = %d ]; then set fv_left=%d' % (have, have - 1) in cfg
+    assert 'set fv_tries_A=%d\n  set fv_tries_B=%d\n' % (fvlib.DEFAULT_TRIES, fvlib.DEFAULT_TRIES) in cfg
+    assert 'set fv_debug=0\nif [ "$fv_debug" != 1 ]; then\n  set superusers=firmvisor\nfi' in cfg
+    assert cfg.count('--unrestricted') == 3  # every entry boots; none can be edited
