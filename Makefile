@@ -2,7 +2,7 @@
 #
 #   make setup     host packages + libvirtd, .venv, collection link, tiny test guest (idempotent)
 #   make unit      unit tests (pytest, no daemon)
-#   make lint      ansible-lint, production profile
+#   make lint      ansible-lint (production profile), shellcheck of every shell file
 #   make sanity    ansible-test sanity, offline (a mirror of the checkout under .cache/sanity)
 #   make molecule  Molecule scenario "default" against the local libvirtd
 #   make embedded  Molecule scenario "embedded": build the image, boot it (SeaBIOS, OVMF), check it
@@ -69,8 +69,14 @@ guest: host
 unit: venv collection
 	pytest -q tests/unit
 
+# Every shell file of the checkout (tracked or new, not ignored), known by its #! line.
+SHELL_FILES = $(shell git ls-files -z --cached --others --exclude-standard | \
+	xargs -0 awk 'FNR == 1 && /^\#!(\/usr)?\/bin\/(env +)?(ba|da)?sh( |$$)/ { print FILENAME } { nextfile }' 2>/dev/null)
+
 lint: venv collection
 	ansible-lint --offline --profile production
+	shellcheck $(SHELL_FILES)
+	@echo "shellcheck: $(words $(SHELL_FILES)) shell files clean"
 
 # tests/sanity/run.py [ansible-test sanity options], e.g. make sanity SANITY_ARGS='--test pep8'
 sanity: venv

@@ -17,9 +17,10 @@ PACKAGES=(
   qemu-system-x86 qemu-utils
   libvirt-daemon-system libvirt-clients libvirt-dev pkg-config gcc
   ovmf genisoimage xorriso busybox-static cpio
-  mtools dosfstools
   dnsmasq-base iptables
-  shellcheck
+  # image: make lint (shellcheck), the image unit tests (FAT, ext4 and GRUB images), the remote
+  # build test (an sshd on 127.0.0.1, started and stopped by the test itself)
+  shellcheck dosfstools mtools e2fsprogs grub-common grub-pc-bin openssh-server
 )
 
 log() { printf 'setup-host: %s\n' "$*"; }

@@ -30,7 +30,7 @@ find_python() {
   if [ -d "$pyenv_root/versions" ]; then
     # newest installed 3.11.x first
     while IFS= read -r c; do cands+=("$c"); done < <(
-      printf '%s\n' "$pyenv_root"/versions/3.11.*/bin/python3.11 | sort -V -r)
+      printf '%s\n' "$pyenv_root"/versions/3.11.*/bin/python3.11 | grep -v '[*]' | sort -V -r)
   fi
   for c in python3.11 python3; do
     command -v "$c" >/dev/null 2>&1 && cands+=("$(command -v "$c")")

@@ -56,7 +56,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-FILES = os.path.join(ROOT, 'roles', 'image', 'files')
+FILES = os.path.join(ROOT, 'image')
 COLLECTIONS = os.path.join(ROOT, '.collections')
 LOGS = os.path.join(ROOT, '.cache', 'bench', 'image')
 
@@ -74,9 +74,10 @@ CPU_TASK_TREE = '/usr/lib/python3.11'
 CPU_TASK_OPTS = ['-comp', 'zstd', '-Xcompression-level', '19', '-b', '131072']
 QEMU = ['qemu-system-x86_64', '-accel', 'tcg', '-m', '2048', '-smp', '2', '-nographic', '-monitor', 'none']
 NIC = ['-netdev', 'user,id=mgmt,restrict=on', '-device', 'virtio-net-pci,netdev=mgmt,addr=0x10']
-FV_APPEND = 'fv.slot=A console=ttyS0,115200'
+# Both as their boot loaders would have them: firmvisor's grub.cfg and Debian's default GRUB_CMDLINE (quiet).
+FV_APPEND = 'fv.slot=A console=ttyS0,115200 panic=10 quiet'
 PLAIN_PARTLABEL = 'fvbenchroot'
-PLAIN_APPEND = 'root=PARTLABEL=%s ro console=ttyS0,115200' % PLAIN_PARTLABEL
+PLAIN_APPEND = 'root=PARTLABEL=%s ro console=ttyS0,115200 quiet' % PLAIN_PARTLABEL
 LINUX_GUID = '0FC63DAF-8483-4772-8E79-3D69D8477DE4'
 MIB = 1 << 20
 
@@ -215,7 +216,7 @@ def tree_bytes(path: str) -> int:
 
 
 def fv_tree_bytes(dest: str) -> Optional[int]:
-    """The firmvisor root tree before squashing, as build-rootfs.sh logged it (``du -sm``)."""
+    """The firmvisor root tree before squashing, as build/rootfs.sh logged it (``du -sm``)."""
     try:
         with open(os.path.join(dest, 'build.log'), errors='replace') as handle:
             found = re.findall(r'^image: root filesystem: (\d+) MiB', handle.read(), re.M)
@@ -225,13 +226,13 @@ def fv_tree_bytes(dest: str) -> Optional[int]:
 
 
 def fv_squash_opts(files: str) -> List[str]:
-    """firmvisor's mksquashfs compression options, as build-rootfs.sh has them (its default level)."""
-    with open(os.path.join(files, 'build-rootfs.sh')) as handle:
+    """firmvisor's mksquashfs compression options, as build/squashfs.sh has them (its default level)."""
+    with open(os.path.join(files, 'build', 'squashfs.sh')) as handle:
         script = handle.read()
     level = re.search(r'-Xcompression-level "\$\{FV_SQUASH_LEVEL:-(\d+)\}"', script)
     block = re.search(r'-Xcompression-level \S+ -b (\d+)', script)
     if not level or not block or '-comp zstd' not in script:
-        raise BenchError('cannot read the squashfs options of build-rootfs.sh')
+        raise BenchError('cannot read the squashfs options of build/squashfs.sh')
     return ['-comp', 'zstd', '-Xcompression-level', level.group(1), '-b', block.group(1)]
 
 
@@ -327,6 +328,21 @@ def boot(name: str, work: str, args: List[str], ready: re.Pattern, timeout: floa
     return {'seconds': seconds, 'down': down, 'down_seconds': down_seconds, 'milestones': seen}
 
 
+def wait_console(console: str, pattern: re.Pattern, count: int, timeout: float, proc: subprocess.Popen) -> float:
+    """time.monotonic() when ``pattern`` has shown ``count`` times on the console file."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(console, 'rb') as handle:
+            if len(pattern.findall(handle.read())) >= count:
+                return time.monotonic()
+        if proc.poll() is not None:
+            raise BenchError('QEMU exited (%s) waiting for %s; console end:\n%s' % (proc.returncode, pattern.pattern,
+                                                                                  tail(console)))
+        if time.monotonic() > deadline:
+            raise BenchError('no %s #%d within %d s; console end:\n%s' % (pattern.pattern, count, timeout, tail(console)))
+        time.sleep(0.05)
+
+
 # ---- the bench -----------------------------------------------------------------------------------
 
 class Bench:
@@ -334,7 +350,7 @@ class Bench:
         self.args = args
         self.dest = args.dest
         self.scratch = args.scratch
-        # The build files: a snapshot of the committed roles/image/files (snapshot_files), so that
+        # The build files: a snapshot of the committed image/ tree (snapshot_files), so that
         # edits others make in the working tree during the run change neither build nor digest.
         self.files = FILES
         self.commit = output(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'])
@@ -375,13 +391,13 @@ class Bench:
             return
         folder = os.path.join(self.scratch, 'src')
         os.makedirs(folder)
-        archive = subprocess.run(['git', '-C', ROOT, 'archive', self.commit, 'roles/image/files'],
+        archive = subprocess.run(['git', '-C', ROOT, 'archive', self.commit, 'image'],
                                  capture_output=True, check=False)
         if archive.returncode != 0:
             raise BenchError('git archive failed: %s' % archive.stderr.decode(errors='replace'))
         subprocess.run(['tar', '-x', '-C', folder], input=archive.stdout, check=True)
-        self.files = os.path.join(folder, 'roles', 'image', 'files')
-        log('build files: roles/image/files of commit %s (a snapshot in %s)' % (self.commit, self.files))
+        self.files = os.path.join(folder, 'image')
+        log('build files: image/ of commit %s (a snapshot in %s)' % (self.commit, self.files))
 
     # -- baselines --
     def baseline_cpu(self) -> None:
@@ -526,8 +542,9 @@ class Bench:
         }
 
         def drives(disk: str) -> List[str]:
+            # the seed on a CD-ROM drive: removable media, where firmvisor takes a seed from
             return ['-drive', 'file=%s,if=virtio,format=qcow2' % disk,
-                    '-drive', 'file=%s,if=virtio,format=raw,readonly=on' % seed] + NIC
+                    '-drive', 'file=%s,media=cdrom,format=raw,readonly=on' % seed] + NIC
 
         fv['boots'], plain['boots'] = [], []
         for number in (1, 2):
@@ -547,6 +564,70 @@ class Bench:
                        self.args.boot_timeout, powerdown=False)
             fv['grub_boot'] = res
             log('firmvisor: GRUB boot ready after %.1f s' % res['seconds'])
+
+    # -- recovery --
+    def faults(self, seed: str) -> None:
+        """firmvisor's recovery figures, on the real firmware path (SeaBIOS, GRUB, the i6300esb watchdog):
+        slot B written from the ISO and put on trial with one try, a health check that freezes systemd on
+        B (a hang: PID 1 stops petting the watchdog), then the time from the hang to the watchdog's reset
+        (GRUB's line saying B failed its trial) and to A answering ready again; and on A, how long after a
+        change (a domain defined) the state partition holds it: what a power cut can lose."""
+        fv = self.results['firmvisor']
+        key = os.path.join(self.scratch, 'key')
+        with socket.socket() as sock:
+            sock.bind(('127.0.0.1', 0))
+            port = sock.getsockname()[1]
+        disk = self.overlay(os.path.join(self.dest, 'firmvisor.img'), 'faults.qcow2')
+        console = os.path.join(self.scratch, 'faults.console.log')
+        qlog = os.path.join(self.scratch, 'faults.qemu.log')
+        open(console, 'wb').close()
+        argv = QEMU + ['-drive', 'file=%s,if=virtio,format=qcow2' % disk,
+                       '-drive', 'file=%s,media=cdrom,format=raw,readonly=on' % seed,
+                       '-drive', 'file=%s,media=cdrom,format=raw,readonly=on' % os.path.join(self.dest, 'firmvisor.iso'),
+                       '-netdev', 'user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22' % port,
+                       '-device', 'virtio-net-pci,netdev=mgmt,addr=0x10', '-device', 'i6300esb',
+                       '-serial', 'file:' + console]
+        ssh = ['ssh', '-p', str(port), '-i', key, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
+               '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR', 'root@127.0.0.1']
+        log('faults: boot through GRUB with an i6300esb watchdog, write slot B from the ISO')
+        proc = spawn(argv, qlog)
+        try:
+            wait_console(console, FV_READY, 1, self.args.boot_timeout, proc)
+            run(ssh + ['set -e; mkdir -p /run/fvb; mount -o ro /dev/disk/by-label/FVISO /run/fvb; '
+                       'fvslot write --squashfs /run/fvb/live/root.squashfs --kernel /run/fvb/boot/vmlinuz '
+                       '--initrd /run/fvb/boot/initrd.img --version bench-b; umount /run/fvb; '
+                       'printf "#!/bin/sh\\nif [ \\"\\$(cat /run/firmvisor/slot)\\" = B ]; then '
+                       'echo fvemb-bench: slot B hangs now >/dev/console; kill -SEGV 1; sleep 1000; fi\\n" '
+                       '> /etc/firmvisor/health.d/50-bench-hang; chmod 0755 /etc/firmvisor/health.d/50-bench-hang; '
+                       'until fv-state has etc/firmvisor/health.d/50-bench-hang; do sleep 0.5; done; '
+                       'fvslot boot-once B --tries 1; (sleep 1; systemctl reboot) >/dev/null 2>&1 &'],
+                self.logfile)
+            log('faults: slot B on trial hangs; waiting for the watchdog and slot A')
+            hung = wait_console(console, re.compile(rb'fvemb-bench: slot B hangs now'), 1, self.args.boot_timeout, proc)
+            reset = wait_console(console, re.compile(rb'slot B failed its trial'), 1, self.args.boot_timeout, proc)
+            back = wait_console(console, FV_READY, 2, self.args.boot_timeout, proc)
+            fv['hang'] = {'to_reset': reset - hung, 'to_ready': back - hung, 'boot': back - reset}
+            log('faults: hang -> watchdog reset %.1f s, -> slot A ready %.1f s' % (reset - hung, back - hung))
+            windows = []
+            for number in range(self.args.save_samples):
+                name = 'fvemb-bench-%d' % number
+                state = '/var/lib/firmvisor/state/slots/A/config.tar'
+                script = ('set -e; printf "<domain type=\'qemu\'><name>%s</name><memory unit=\'MiB\'>64</memory>'
+                          '<os><type arch=\'x86_64\' machine=\'pc\'>hvm</type></os></domain>" > /tmp/%s.xml; before=$(stat -c %%i %s); '
+                          't0=$(date +%%s.%%N); virsh -q -c qemu:///system define /tmp/%s.xml >/dev/null; '
+                          'while [ "$(stat -c %%i %s)" = "$before" ]; do :; done; t1=$(date +%%s.%%N); '
+                          'fv-state has etc/libvirt/qemu/%s.xml; echo "$t0 $t1"'
+                          % (name, name, state, name, state, name))
+                out = subprocess.run(ssh + [script], capture_output=True, text=True, timeout=120, check=False)
+                if out.returncode != 0:
+                    raise BenchError('faults: the save-window sample failed: %s' % (out.stderr or out.stdout))
+                t0, t1 = (float(v) for v in out.stdout.split()[-2:])
+                windows.append(t1 - t0)
+            fv['save_window'] = windows
+            log('faults: change -> on the state partition: %s s' % ', '.join('%.2f' % w for w in windows))
+        finally:
+            end(proc)
+            shutil.copy(console, os.path.join(LOGS, 'faults.console.log'))
 
     # -- plain Debian --
     def plain_build(self) -> None:
@@ -650,7 +731,10 @@ class Bench:
         else:
             self.firmvisor_build()
         self.plain_build()
-        self.boot_all(self.seed())
+        seed = self.seed()
+        self.boot_all(seed)
+        if not self.args.no_faults:
+            self.faults(seed)
         self.baseline_boot()
         self.baseline_cpu()
 
@@ -696,11 +780,11 @@ class Bench:
         except OSError:
             debian = 'unknown'
         if self.files == FILES:
-            dirty = output(['git', '-C', ROOT, 'status', '--porcelain', '--', 'roles/image/files'])
-            source = 'commit %s, roles/image/files from the working tree%s' % (
+            dirty = output(['git', '-C', ROOT, 'status', '--porcelain', '--', 'image'])
+            source = 'commit %s, image/ from the working tree%s' % (
                 self.commit, ' (with uncommitted changes)' if dirty else '')
         else:
-            source = 'commit %s (roles/image/files exactly as committed)' % self.commit
+            source = 'commit %s (image/ exactly as committed)' % self.commit
         return {
             'firmvisor source': source,
             'host CPUs (nproc)': str(os.cpu_count()),
@@ -787,7 +871,7 @@ def render(results: Dict[str, Any]) -> str:
         ratio(fs['disk_allocated'], ps['disk_allocated']))
     row('ISO (`firmvisor.iso`)', mb(fs['iso']), '', '— (none)', '', '—')
     row('initrd', mb(fs['initrd']), '', mb(ps['initrd']), '', ratio(fs['initrd'], ps['initrd']))
-    row('root tree, uncompressed (`du`; firmvisor: as build-rootfs.sh logs it, whole MiB)',
+    row('root tree, uncompressed (`du`; firmvisor: as build/rootfs.sh logs it, whole MiB)',
         mb(fv.get('tree')), '', mb(plain['tree']), '', ratio(fv.get('tree'), plain['tree']))
     row('packages installed', str(fv['packages']), '', str(plain['packages']), '', '—')
     row('cold build, wall (firmvisor: `ansible` … `image_build force=true`)', secs(fv['cold_wall']),
@@ -810,6 +894,16 @@ def render(results: Dict[str, Any]) -> str:
         row('boot #3: power-on to `firmvisor ready` through SeaBIOS + its own GRUB (state present)',
             secs(grub['seconds']), times(grub['seconds'], boot_base), '— (no boot loader)', '', '—',
             '< 60 s', grub['seconds'] < TARGET_READY_SECONDS)
+    hang = fv.get('hang')
+    if hang:
+        row('recovery: a hang on a trial slot (systemd frozen) to the watchdog\'s reset (GRUB says the trial failed)',
+            secs(hang['to_reset']), times(hang['to_reset'], boot_base), '—', '', '—')
+        row('recovery: the hang to the old slot back and `firmvisor ready`', secs(hang['to_ready']),
+            times(hang['to_ready'], boot_base), '—', '', '—')
+    windows = fv.get('save_window')
+    if windows:
+        row('save on change: a domain defined to its state on the state partition (max of %d; median %s)'
+            % (len(windows), secs(median(windows), 2)), secs(max(windows), 2), '', '— (nothing is saved)', '', '—')
     lines += ['', 'The plain column of the boot rows is power-on to `plain ready`.', '',
               '### Where a boot spends its time', '',
               'Wall seconds from QEMU\'s start to the first console sight of: the kernel\'s banner '
@@ -841,7 +935,7 @@ def render(results: Dict[str, Any]) -> str:
     lines += [
         '', '### How each number was measured', '',
         '- **firmvisor build**: `.venv/bin/ansible localhost -m firmvisor.hypervisor.image_build` with '
-        '`dest` %s, `files` roles/image/files (by default a `git archive` snapshot of the commit named '
+        '`dest` %s, `files` image/ (by default a `git archive` snapshot of the commit named '
         'above, so that edits made in the working tree during the run do not count); the cold build with '
         '`force: true` (wall time of the whole '
         '`ansible` run; the module\'s `build_seconds` beside it), then the same call without `force`, '
@@ -864,7 +958,7 @@ def render(results: Dict[str, Any]) -> str:
         'sparse). MB = 10^6 bytes; the 250 MB target is checked in those.',
         '- **boots**: `%s` (SeaBIOS, the default machine), each disk through a fresh qcow2 overlay '
         '(`-drive if=virtio`), the FVSEED seed ISO (`seed.json` with hostname `fvbench` and a throwaway '
-        'ed25519 key) as a second virtio drive for both, `%s`, `-serial file:`. Both boot by **direct '
+        'ed25519 key) on a CD-ROM drive for both, `%s`, `-serial file:`. Both boot by **direct '
         'kernel boot**, so no boot loader is timed: firmvisor its `vmlinuz` + `initrd.img` with `%s`, plain '
         'Debian its kernel + Debian initrd with `%s`. The time runs from starting QEMU to the ready line '
         'on the console file (polled every 50 ms against a deadline). Boot #1 of firmvisor does the '
@@ -873,6 +967,16 @@ def render(results: Dict[str, Any]) -> str:
         'Boot #3 (firmvisor only) is the real firmware path: SeaBIOS loads GRUB from the disk, which '
         'boots slot A (GRUB\'s 2 s menu timeout included).'
         % (' '.join(QEMU), ' '.join(NIC), FV_APPEND, PLAIN_APPEND, '; '.join(downs)),
+        '- **recovery**: a third firmvisor machine boots its disk through SeaBIOS and GRUB with an `i6300esb` '
+        'watchdog, the seed and the ISO on CD-ROM drives and SSH forwarded on 127.0.0.1; over SSH it writes '
+        'slot B from the ISO (`fvslot write`), adds a health check that, on slot B only, prints a line on the '
+        'console and sends SIGSEGV to PID 1 (systemd freezes and stops petting the watchdog), and tries B '
+        'once (`fvslot boot-once B --tries 1`). The hang figures run from that console line to GRUB\'s '
+        '`slot B failed its trial` (the watchdog\'s reset: systemd\'s `RuntimeWatchdogSec=60s`) and to '
+        '`firmvisor ready` of slot A. The save window: on slot A, a domain defined with `virsh define` on the '
+        'host, timed from just before the define to the moment the slot\'s `config.tar` is replaced (its '
+        'inode changes), then checked to hold the domain (`fv-state has`); the longest of the samples is what '
+        'a power cut at the worst moment can lose.',
         '- **baselines**: the CPU-bound task and the tiny guest (`%s/{vmlinuz,initrd.img}`, '
         '`fv.name=bench console=ttyS0`, same QEMU options without disks or NIC) ran at the start and at the '
         'end; build figures are divided by the CPU task, boot figures by the guest boot. Other workers '
@@ -897,20 +1001,22 @@ def write_report(path: str, generated: str) -> None:
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--dest', default='/var/tmp/fvbench-image/firmvisor',
+    parser.add_argument('--dest', default='/var/tmp/fvemb-bench/firmvisor',
                         help='the firmvisor build (kept: the next run\'s cache)')
-    parser.add_argument('--scratch', default='/var/tmp/fvbench-image/scratch',
+    parser.add_argument('--scratch', default='/var/tmp/fvemb-bench/scratch',
                         help='plain Debian, overlays, seed, consoles (removed at the end)')
     parser.add_argument('--report', default=os.path.join(ROOT, 'docs', 'performance.md'))
     parser.add_argument('--no-write', action='store_true', help='print the section instead of writing it')
     parser.add_argument('--boot-timeout', type=float, default=900, help='seconds per boot')
     parser.add_argument('--cached-runs', type=int, default=3)
     parser.add_argument('--no-grub-boot', action='store_true', help='skip the third firmvisor boot through GRUB')
+    parser.add_argument('--no-faults', action='store_true', help='skip the recovery figures (hang, save window)')
+    parser.add_argument('--save-samples', type=int, default=5, help='changes timed for the save window')
     parser.add_argument('--reuse-firmvisor', action='store_true',
                         help='bench development: skip the cold build, use the build in --dest')
     parser.add_argument('--keep-scratch', action='store_true')
     parser.add_argument('--working-tree', action='store_true',
-                        help='build from roles/image/files as it is now, not from a snapshot of HEAD')
+                        help='build from image/ as it is now, not from a snapshot of HEAD')
     return parser.parse_args(argv)
 
 

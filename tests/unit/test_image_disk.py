@@ -6,37 +6,22 @@ patching, and whole disks assembled from small dummy pieces (contents, verify, d
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
-import shutil
 import struct
 import subprocess
-import sys
 import uuid
 import zlib
 
 import pytest
 
-FILES = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'image', 'files')
-ASSEMBLE = os.path.join(FILES, 'assemble.py')
+from image_tools import assemble, fvinstall as fv_install, fvlib
 
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-assemble = _load('fv_assemble', ASSEMBLE)
+ASSEMBLE = assemble.__file__
 
 MIB = 1 << 20
 SECTOR = 512
-TOOLS = ('mkfs.vfat', 'mcopy', 'mmd', 'mtype', 'mkfs.ext4')
-needs_tools = pytest.mark.skipif(any(shutil.which(tool) is None for tool in TOOLS),
-                                 reason='needs dosfstools, mtools and e2fsprogs')
+# dosfstools, mtools, e2fsprogs, fdisk and grub-pc-bin come from scripts/setup-host.sh.
 GRUB_PC = '/usr/lib/grub/i386-pc'
 
 
@@ -140,7 +125,8 @@ def test_grubenv_round_trip():
     assert block.endswith(b'#' * 100)
     assert assemble.parse_grubenv(block) == {'fv_active': 'B', 'fv_next': ''}
     initial = assemble.initial_grubenv()
-    assert len(initial) == 1024 and assemble.parse_grubenv(initial) == {'fv_active': 'A', 'fv_next': ''}
+    assert len(initial) == 1024 and assemble.parse_grubenv(initial) == {
+        'fv_active': 'A', 'fv_next': '', 'fv_tries_A': '3', 'fv_tries_B': '0'}
 
 
 def test_grubenv_limits():
@@ -152,14 +138,12 @@ def test_grubenv_limits():
         assemble.parse_grubenv(b'x' * 1024)
 
 
-def test_grubenv_matches_the_host_tool():
-    fvslot_path = os.path.join(FILES, 'overlay', 'usr', 'lib', 'firmvisor', 'fvslot.py')
-    if not os.path.exists(fvslot_path):
-        pytest.skip('no fvslot.py')
-    fvslot = _load('fv_fvslot_for_disk', fvslot_path)
+def test_grubenv_is_the_host_tools_format():
+    """One format for the disk writer and the host tools: assemble.py's block is fvlib's."""
     values = {'fv_active': 'A', 'fv_next': 'B'}
-    assert fvslot.format_grubenv(values) == assemble.format_grubenv(values)
-    assert fvslot.parse_grubenv(assemble.initial_grubenv()) == {'fv_active': 'A', 'fv_next': ''}
+    assert assemble.format_grubenv is fvlib.format_grubenv
+    assert fvlib.parse_grubenv(assemble.initial_grubenv()) == assemble.INITIAL_ENV
+    assert fvlib.parse_grubenv(fvlib.format_grubenv(values)) == values
 
 
 # ---- GRUB for BIOS: boot.img and core.img -----------------------------------------------------------
@@ -220,7 +204,6 @@ def test_core_img_refusals():
         assemble.patch_core_img(bytes(100), 2048)
 
 
-@pytest.mark.skipif(shutil.which('grub-mkimage') is None or not os.path.isdir(GRUB_PC), reason='needs grub-pc-bin')
 def test_real_core_img_patch(tmp_path):
     out = tmp_path / 'core.img'
     subprocess.run(['grub-mkimage', '-d', GRUB_PC, '-O', 'i386-pc', '-o', str(out), '-p', '(,gpt2)/grub',
@@ -277,11 +260,8 @@ def mtype(disk_path, fat_path):
                           capture_output=True, env=dict(os.environ, MTOOLS_SKIP_CHECK='1')).stdout
 
 
-@needs_tools
 def test_disk_table_matches_sfdisk(disk):
     path, report = disk
-    if shutil.which('sfdisk') is None:
-        pytest.skip('no sfdisk')
     proc = subprocess.run(['sfdisk', '--json', str(path)], capture_output=True, text=True, check=True)
     table = json.loads(proc.stdout)['partitiontable']
     assert table['label'] == 'gpt' and table['sectorsize'] == 512
@@ -294,7 +274,6 @@ def test_disk_table_matches_sfdisk(disk):
     assert verify.returncode == 0 and 'No errors detected' in verify.stdout
 
 
-@needs_tools
 def test_disk_contents(disk, pieces):
     path, report = disk
     table = assemble.plan_table(version='9.8.7')
@@ -336,7 +315,6 @@ def test_disk_contents(disk, pieces):
                                                       'gpt-backup']
 
 
-@needs_tools
 def test_same_pieces_same_disk(disk, pieces, tmp_path):
     path, report = disk
     for source in pieces.iterdir():   # the pieces' own times do not matter
@@ -346,7 +324,6 @@ def test_same_pieces_same_disk(disk, pieces, tmp_path):
     assert sha256(again) == sha256(path) == report['sha256']
 
 
-@needs_tools
 def test_verify_reads_back(disk, tmp_path, capsys):
     path, report = disk
     report_path = tmp_path / 'report.json'
@@ -374,7 +351,6 @@ def test_verify_reads_back(disk, tmp_path, capsys):
     assert assemble.read_region(str(path), region['offset'], region['length']) == region['sha256']
 
 
-@needs_tools
 def test_slot_b_and_env_editing(pieces, tmp_path):
     out = tmp_path / 'ab.raw'
     assert assemble.main(disk_args(pieces, out, '--slot-b', str(pieces / 'root.squashfs'),
@@ -382,13 +358,16 @@ def test_slot_b_and_env_editing(pieces, tmp_path):
                                    '--version-b', '9.9.9')) == 0
     assert mtype(out, '/slots/B/vmlinuz') == (pieces / 'vmlinuz-b').read_bytes()
     assert mtype(out, '/slots/B/version') == b'9.9.9\n'
-    assert assemble.disk_env(str(out)) == {'fv_active': 'A', 'fv_next': ''}
-    assert assemble.disk_env(str(out), {'fv_next': 'B'}) == {'fv_active': 'A', 'fv_next': 'B'}
+    manifest = json.loads(mtype(out, '/slots/B/manifest.json'))
+    assert manifest['version'] == '9.9.9' and manifest['squashfs'] == {
+        'size': 300004, 'sha256': hashlib.sha256((pieces / 'root.squashfs').read_bytes()).hexdigest()}
+    assert manifest['kernel']['sha256'] == hashlib.sha256((pieces / 'vmlinuz-b').read_bytes()).hexdigest()
+    assert assemble.disk_env(str(out)) == assemble.INITIAL_ENV
+    assert assemble.disk_env(str(out), {'fv_next': 'B'}) == dict(assemble.INITIAL_ENV, fv_next='B')
     block = mtype(out, '/grub/grubenv')
-    assert len(block) == 1024 and assemble.parse_grubenv(block) == {'fv_active': 'A', 'fv_next': 'B'}
+    assert len(block) == 1024 and assemble.parse_grubenv(block) == dict(assemble.INITIAL_ENV, fv_next='B')
 
 
-@needs_tools
 def test_refusals(pieces, tmp_path, capsys):
     # a regular file is not a device; a block device is not overwritten without --device
     assert assemble.main(disk_args(pieces, tmp_path / 'x.raw', '--device')) == 1
@@ -410,20 +389,6 @@ def test_refusals(pieces, tmp_path, capsys):
 
 
 # ---- fv-install: the on-host installer's checks (fake /sys, /dev nodes as files) -----------------------
-def _load_fv_install():
-    from importlib.machinery import SourceFileLoader
-    path = os.path.join(FILES, 'overlay', 'usr', 'lib', 'firmvisor', 'fv-install')
-    loader = SourceFileLoader('fv_install', path)
-    spec = importlib.util.spec_from_loader('fv_install', loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules['fv_install'] = module
-    loader.exec_module(module)
-    return module
-
-
-fv_install = _load_fv_install()
-
-
 def iso_volume(label):
     data = bytearray(34816)
     data[32768:32774] = b'\x01CD001'
@@ -433,11 +398,11 @@ def iso_volume(label):
 
 def fat_volume(label, fat32=True):
     boot = bytearray(512)
-    boot[510:] = b'\x55\xaa'
+    boot[0], boot[510:] = 0xEB, b'\x55\xaa'  # a jump, and the boot signature
     if fat32:
         boot[71:82], boot[82:90] = label.encode().ljust(11), b'FAT32   '
     else:
-        boot[43:54], boot[54:62] = label.encode().ljust(11), b'FAT16   '
+        boot[0x26], boot[43:54], boot[54:62] = 0x29, label.encode().ljust(11), b'FAT16   '
     return bytes(boot)
 
 
@@ -468,19 +433,22 @@ def machine(tmp_path, monkeypatch):
     cmdline, mounts = tmp_path / 'cmdline', tmp_path / 'mounts'
     cmdline.write_text('BOOT_IMAGE=/boot/vmlinuz fv.live=1 console=ttyS0,115200\n')
     mounts.write_text('proc /proc proc rw 0 0\n/dev/vdb1 /mnt ext4 rw 0 0\n')
-    monkeypatch.setattr(fv_install, 'block_name', lambda device, paths: os.path.basename(os.path.realpath(device)))
-    paths = fv_install.Paths(cmdline=str(cmdline), mounts=str(mounts), sys_block=str(sys_block), dev=str(dev),
-                             run=str(tmp_path / 'run'), seeds=())
+    monkeypatch.setattr(fv_install, 'block_name', lambda paths, device: os.path.basename(os.path.realpath(device)))
+    paths = fvlib.Paths(cmdline=str(cmdline), mounts=str(mounts), sys_block=str(sys_block), dev=str(dev),
+                        run=str(tmp_path / 'run'))
     return paths, tmp_path
 
 
 def test_volume_labels(machine):
     paths, _ = machine
-    assert fv_install.volume_label(os.path.join(paths.dev, 'sdb')) == 'FVISO'
-    assert fv_install.volume_label(os.path.join(paths.dev, 'sdc')) == 'FVSEED'
-    assert fv_install.volume_label(os.path.join(paths.dev, 'vda')) is None
-    assert fv_install.find_labelled('FVISO', paths) == ['sdb']
-    assert fv_install.find_labelled('FVSEED', paths) == ['sdc']
+    def label(name):
+        with open(os.path.join(paths.dev, name), 'rb') as handle:
+            return fvlib.volume_label(handle.read(fvlib.LABEL_PROBE_BYTES))
+    assert label('sdb') == ('iso9660', 'FVISO')
+    assert label('sdc') == ('vfat', 'FVSEED')
+    assert label('vda') is None
+    assert [found[0] for found in fvlib.labelled(paths, 'FVISO')] == ['sdb']
+    assert [found[0] for found in fvlib.labelled(paths, 'FVSEED')] == ['sdc']
 
 
 def test_target_checks(machine):
@@ -514,7 +482,6 @@ def medium(tmp_path):
     for relative in fv_install.PIECES.values():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_bytes(b'piece')
-    shutil.copyfile(ASSEMBLE, root / 'install' / 'assemble.py')
     (root / 'install' / 'version').write_text('1.2.3\n')
     return root
 
@@ -569,3 +536,93 @@ def test_install_refuses_the_mounted_medium(machine, medium, capsys):
     assert fv_install.find_source(paths, print, str(medium)) == (str(medium), 'vda')
     assert run_install(paths, '--source', str(medium), '--target', paths.dev + '/vda') == 1
     assert 'the device the live system booted from' in capsys.readouterr().out
+
+
+# ---- an install's own GUIDs, its seed, and the tables written last ----------------------------------
+def test_unique_guids_and_a_state_file(pieces, tmp_path, disk):
+    seed = tmp_path / 'seed.json'
+    seed.write_text('{"hostname": "hv9"}\n')
+    outs = []
+    for name in ('one.raw', 'two.raw'):
+        out = tmp_path / name
+        assert assemble.main(disk_args(pieces, out, '--unique', '--state-file', 'seed.json=%s' % seed)) == 0
+        outs.append(assemble.parse_gpt(read_at(out, 0, 34 * SECTOR)))
+    fixed = assemble.parse_gpt(read_at(disk[0], 0, 34 * SECTOR))
+    guids = [{p['guid'] for p in table['partitions']} | {table['disk_guid']} for table in outs + [fixed]]
+    assert not guids[0] & guids[1] and not guids[0] & guids[2]  # nothing shared with another disk
+    state = assemble.plan_table().by_name('fvstate')
+    image = tmp_path / 'state.img'
+    image.write_bytes(read_at(tmp_path / 'one.raw', state.offset, state.size))
+    dumped = subprocess.run(['debugfs', '-R', 'cat /seed.json', str(image)], capture_output=True, check=True)
+    assert dumped.stdout == b'{"hostname": "hv9"}\n'
+
+
+def test_a_device_gets_its_tables_last(pieces, tmp_path, monkeypatch):
+    """Writing over an old install: both old tables are gone before the first partition byte, and the
+    new backup and primary tables come after every partition."""
+    target = tmp_path / 'device.raw'
+    assert assemble.main(disk_args(pieces, target)) == 0  # the old install, same size
+    table = assemble.plan_table(None, '2.0.0', unique=True)
+    seen = []
+    real = assemble.write_regions
+
+    def record(handle, regions, sparse):
+        handle.flush()
+        head, tail = read_at(target, 0, 34 * SECTOR), read_at(target, table.size - 33 * SECTOR, 33 * SECTOR)
+        seen.append(([r.name for r in regions], head.count(0) == len(head), tail.count(0) == len(tail)))
+        real(handle, regions, sparse)
+    monkeypatch.setattr(assemble, 'write_regions', record)
+    with assemble.tempfile.TemporaryDirectory() as work:
+        regions = assemble.build_regions(assemble.Pieces(
+            core=str(pieces / 'core.img'), boot_img=str(pieces / 'boot.img'), efi=str(pieces / 'BOOTX64.EFI'),
+            grub_cfg=str(pieces / 'grub.cfg'), kernel=str(pieces / 'vmlinuz'), initrd=str(pieces / 'initrd.img'),
+            slot_a=str(pieces / 'root.squashfs'), version='2.0.0', unique=True), table, work)
+        assemble.write_device(str(target), table, regions)
+    assert [names for names, _, _ in seen] == [['fvbios', 'fvboot', 'fvslotA', 'fvslotB', 'fvstate'],
+                                               ['gpt-backup'], ['head']]
+    assert seen[0][1:] == (True, True)  # the old tables were wiped first
+    assert assemble.parse_gpt(read_at(target, 0, 34 * SECTOR))['disk_guid'] == str(table.disk_guid).upper()
+
+
+def test_recognise_what_a_disk_holds(disk, tmp_path):
+    path, _report = disk
+    size = os.path.getsize(path)
+    head, tail = read_at(path, 0, MIB), read_at(path, size - MIB, MIB)
+    assert fv_install.recognise(bytes(MIB), bytes(MIB)) == []
+    assert fv_install.recognise(head, tail) == ['a firmvisor install (partitions fvbios, fvboot, fvslotA, '
+                                                'fvslotB, fvstate)']
+    # an install cut short after the wipe, before the primary table: the backup still names it
+    assert fv_install.recognise(bytes(MIB), tail)[0].startswith('a firmvisor install')
+    ext4 = bytearray(MIB)
+    ext4[1080:1082] = b'\x53\xef'
+    assert fv_install.recognise(bytes(ext4), bytes(MIB)) == ['an ext2/3/4 file system']
+    mbr = bytearray(MIB)
+    mbr[510:512], mbr[446 + 4] = b'\x55\xaa', 0x83
+    assert fv_install.recognise(bytes(mbr), bytes(MIB)) == ['an MBR partition table']
+    lvm = bytearray(MIB)
+    lvm[512:520] = b'LABELONE'
+    assert fv_install.recognise(bytes(lvm), bytes(MIB)) == ['an LVM physical volume']
+    noise = bytearray(MIB)
+    noise[MIB - 1] = 1
+    assert fv_install.recognise(bytes(MIB), bytes(noise)) == ['data (non-zero bytes in its first or last MiB)']
+
+
+def test_install_refuses_a_disk_with_an_install_or_data(machine, medium, disk, capsys):
+    paths, tmp = machine
+    target = os.path.join(paths.dev, 'vda')
+    with open(disk[0], 'rb') as src, open(target, 'wb') as dst:  # an installed (and maybe upgraded) host
+        dst.write(src.read(MIB))
+        dst.seek((4 << 30) - MIB)
+        src.seek(os.path.getsize(disk[0]) - MIB)
+        dst.write(src.read(MIB))
+    seed = tmp / 'seed.json'
+    seed.write_text(json.dumps({'install_to': target}))
+    before = fvlib.sha256_file(target)
+    assert run_install(paths, '--seed', str(seed), '--source', str(medium)) == 0
+    out = capsys.readouterr().out
+    assert 'holds a firmvisor install' in out and 'not installing, so nothing on it is lost' in out
+    assert fvlib.sha256_file(target) == before
+    seed.write_text(json.dumps({'install_to': target, 'install_force': True}))
+    assert run_install(paths, '--seed', str(seed), '--source', str(medium), '--dry-run') == 0
+    out = capsys.readouterr().out
+    assert 'install_force: overwriting' in out and 'dry run: would install' in out

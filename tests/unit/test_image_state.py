@@ -4,22 +4,16 @@
 """fv-state, the on-host persisted configuration: seed parsing, the files a seed makes, the state tar,
 the atomic save and the restore (docs/image.md). No root, no devices: every path is a temporary one."""
 
-import importlib.util
+import hashlib
 import io
 import json
 import os
 import shutil
-import sys
+import subprocess
 import tarfile
 
 import pytest
-
-FVSTATE = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'image', 'files', 'overlay', 'usr', 'lib',
-                       'firmvisor', 'fvstate.py')
-spec = importlib.util.spec_from_file_location('fvstate', FVSTATE)
-fvstate = importlib.util.module_from_spec(spec)
-sys.modules['fvstate'] = fvstate  # dataclasses look their module up
-spec.loader.exec_module(fvstate)
+from image_tools import fvlib, fvstate
 
 KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example'
 NIC = {'name': 'ens16', 'mac': '52:54:00:12:34:56', 'permanent': True}
@@ -27,7 +21,7 @@ NIC = {'name': 'ens16', 'mac': '52:54:00:12:34:56', 'permanent': True}
 
 # ---- seed -------------------------------------------------------------------------------------------
 def test_good_seed():
-    seed, problems = fvstate.parse_seed(json.dumps({
+    seed, problems = fvlib.parse_seed(json.dumps({
         'hostname': 'hv1', 'authorized_keys': [KEY, '  ' + KEY + '  '],
         'network': {'mode': 'static', 'address': '192.0.2.10/24', 'gateway': '192.0.2.1', 'dns': ['192.0.2.53']},
         'install_to': '/dev/vda'}).encode())
@@ -40,7 +34,7 @@ def test_good_seed():
 
 
 def test_minimal_dhcp_seed():
-    seed, problems = fvstate.parse_seed('{"hostname": "hv2", "authorized_keys": ["%s"], '
+    seed, problems = fvlib.parse_seed('{"hostname": "hv2", "authorized_keys": ["%s"], '
                                         '"network": {"mode": "dhcp"}}' % KEY)
     assert problems == []
     assert (seed.hostname, seed.network, seed.install_to) == ('hv2', {'mode': 'dhcp'}, None)
@@ -54,15 +48,15 @@ def test_minimal_dhcp_seed():
     (b'"hv1"', 'not an object'),
 ])
 def test_malformed_seed_gives_defaults(data, reason):
-    seed, problems = fvstate.parse_seed(data)
-    assert seed == fvstate.Seed()
+    seed, problems = fvlib.parse_seed(data)
+    assert seed == fvlib.Seed()
     assert len(problems) == 1 and reason in problems[0] and 'defaults' in problems[0]
 
 
 def test_wrong_types_give_each_field_its_default():
-    seed, problems = fvstate.parse_seed(json.dumps({
+    seed, problems = fvlib.parse_seed(json.dumps({
         'hostname': 42, 'authorized_keys': KEY, 'network': 'dhcp', 'install_to': 7, 'install_force': 'yes'}))
-    assert seed == fvstate.Seed()
+    assert seed == fvlib.Seed()
     text = '\n'.join(problems)
     for word in ('hostname must be a string', 'authorized_keys must be a list', 'network must be an object',
                  'install_to must be a device path', 'install_force must be true or false',
@@ -71,11 +65,11 @@ def test_wrong_types_give_each_field_its_default():
 
 
 def test_bad_values_are_reported_and_dropped():
-    seed, problems = fvstate.parse_seed(json.dumps({
+    seed, problems = fvlib.parse_seed(json.dumps({
         'hostname': 'bad_name!', 'authorized_keys': [KEY, 'not a key', 3, KEY + '\nssh-rsa AAAA injected'],
         'network': {'mode': 'static', 'address': '192.0.2.10'}, 'install_to': '/dev/../etc/passwd',
         'colour': 'blue'}))
-    assert seed.hostname == fvstate.DEFAULT_HOSTNAME
+    assert seed.hostname == fvlib.DEFAULT_HOSTNAME
     assert seed.authorized_keys == [KEY]
     assert seed.network == {'mode': 'dhcp'}
     assert seed.install_to is None
@@ -91,21 +85,21 @@ def test_bad_values_are_reported_and_dropped():
     ({'mode': 'static', 'address': '192.0.2.10/24', 'dns': ['192.0.2.53', 5]}, 'dns'),
 ])
 def test_bad_network(network, problem):
-    seed, problems = fvstate.parse_seed(json.dumps({'hostname': 'hv1', 'authorized_keys': [KEY],
+    seed, problems = fvlib.parse_seed(json.dumps({'hostname': 'hv1', 'authorized_keys': [KEY],
                                                     'network': network}))
     assert seed.network == {'mode': 'dhcp'}
     assert len(problems) == 1 and problem in problems[0] and 'DHCP' in problems[0]
 
 
 def test_missing_fields_give_defaults():
-    seed, problems = fvstate.parse_seed('{}')
-    assert seed == fvstate.Seed()
+    seed, problems = fvlib.parse_seed('{}')
+    assert seed == fvlib.Seed()
     assert any('no hostname' in p for p in problems)
     assert any('nobody can log in' in p for p in problems)
 
 
 def test_seed_files_static_and_dhcp():
-    seed, _ = fvstate.parse_seed(json.dumps({
+    seed, _ = fvlib.parse_seed(json.dumps({
         'hostname': 'hv1', 'authorized_keys': [KEY],
         'network': {'mode': 'static', 'address': '192.0.2.10/24', 'gateway': '192.0.2.1', 'dns': ['192.0.2.53']}}))
     files = fvstate.seed_files(seed, NIC)
@@ -114,7 +108,7 @@ def test_seed_files_static_and_dhcp():
     unit = files[fvstate.MGMT_NETWORK][0]
     assert 'PermanentMACAddress=52:54:00:12:34:56' in unit
     assert 'Address=192.0.2.10/24' in unit and 'Gateway=192.0.2.1' in unit and 'DNS=192.0.2.53' in unit
-    dhcp = fvstate.seed_files(fvstate.Seed(hostname='hv2'), NIC)
+    dhcp = fvstate.seed_files(fvlib.Seed(hostname='hv2'), NIC)
     assert fvstate.MGMT_NETWORK not in dhcp  # DHCP on the first NIC is the runtime default
     assert 'DHCP=yes' in fvstate.network_unit({'mode': 'dhcp'}, None)
     assert 'Name=en* eth*' in fvstate.network_unit({'mode': 'dhcp'}, None)
@@ -133,7 +127,7 @@ def test_first_nic_is_the_first_pci_ethernet_controller(tmp_path):
 
 
 def test_write_files(tmp_path):
-    seed, _ = fvstate.parse_seed(json.dumps({'hostname': 'hv1', 'authorized_keys': [KEY]}))
+    seed, _ = fvlib.parse_seed(json.dumps({'hostname': 'hv1', 'authorized_keys': [KEY]}))
     fvstate.write_files(str(tmp_path), fvstate.seed_files(seed, None))
     assert (tmp_path / 'etc' / 'hostname').read_text() == 'hv1\n'
     keys = tmp_path / 'root' / '.ssh' / 'authorized_keys'
@@ -148,16 +142,16 @@ def test_volume_label_iso_and_fat():
     iso = bytearray(0x8800)
     iso[0x8000:0x8006] = b'\x01CD001'
     iso[0x8028:0x8048] = b'FVSEED'.ljust(32)
-    assert fvstate.volume_label(bytes(iso)) == ('iso9660', 'FVSEED')
+    assert fvlib.volume_label(bytes(iso)) == ('iso9660', 'FVSEED')
     fat = bytearray(0x8800)
     fat[0], fat[510:512] = 0xEB, b'\x55\xaa'
     fat[0x47:0x52], fat[0x52:0x5A] = b'FVSEED     ', b'FAT32   '
-    assert fvstate.volume_label(bytes(fat)) == ('vfat', 'FVSEED')
+    assert fvlib.volume_label(bytes(fat)) == ('vfat', 'FVSEED')
     fat16 = bytearray(0x8800)
     fat16[0], fat16[510:512], fat16[0x26] = 0xEB, b'\x55\xaa', 0x29
     fat16[0x2B:0x36], fat16[0x36:0x3E] = b'FVSEED     ', b'FAT16   '
-    assert fvstate.volume_label(bytes(fat16)) == ('vfat', 'FVSEED')
-    assert fvstate.volume_label(bytes(0x8800)) is None
+    assert fvlib.volume_label(bytes(fat16)) == ('vfat', 'FVSEED')
+    assert fvlib.volume_label(bytes(0x8800)) is None
 
 
 def _fake_block(tmp_path, devices):
@@ -182,10 +176,10 @@ def test_find_partition_and_labelled(tmp_path):
         ('vda5', {'DEVNAME': 'vda5', 'PARTN': '5', 'PARTNAME': 'fvstate'}, b''),
         ('vdb', {'DEVNAME': 'vdb', 'DEVTYPE': 'disk'}, bytes(iso)),
     ])
-    assert fvstate.find_partition('fvstate', paths) == os.path.join(paths.dev, 'vda5')
-    assert fvstate.find_partition('fvslotB', paths) is None
-    assert fvstate.find_labelled('FVSEED', paths) == (os.path.join(paths.dev, 'vdb'), 'iso9660')
-    assert fvstate.find_labelled('FVISO', paths) is None
+    assert fvlib.find_partition(paths, 'fvstate') == os.path.join(paths.dev, 'vda5')
+    assert fvlib.find_partition(paths, 'fvslotB') is None
+    assert fvlib.labelled(paths, 'FVSEED') == [('vdb', os.path.join(paths.dev, 'vdb'), 'iso9660')]
+    assert fvlib.labelled(paths, 'FVISO') == []
 
 
 @pytest.mark.parametrize('cmdline, mode', [
@@ -194,15 +188,16 @@ def test_find_partition_and_labelled(tmp_path):
     ('root=/dev/sda1', ('other', None)),
 ])
 def test_boot_mode(cmdline, mode):
-    assert fvstate.boot_mode(cmdline) == mode
+    assert fvlib.boot_mode(cmdline) == mode
 
 
 def test_console_targets(tmp_path):
     active = tmp_path / 'active'
     active.write_text('tty0 ttyS0\n')
-    assert fvstate.console_targets(('/dev/console', '/dev/ttyS0'), str(active)) == ['/dev/console']
+    paths = fvlib.Paths(console_active=str(active))
+    assert fvlib.console_targets(paths) == ['/dev/console']
     active.write_text('ttyS0 tty0\n')
-    assert fvstate.console_targets(('/dev/console', '/dev/ttyS0'), str(active)) == ['/dev/console', '/dev/ttyS0']
+    assert fvlib.console_targets(paths) == ['/dev/console', '/dev/ttyS0']
 
 
 # ---- the state tar: save, restore, atomicity ----------------------------------------------------
@@ -254,6 +249,12 @@ def test_save_holds_the_state_and_nothing_else(tmp_path):
     assert result['members'] == len(members)
 
 
+def restore(root, folder):
+    path, problems = fvstate.newest_valid(str(folder))
+    assert path, problems
+    return fvstate.restore_state(str(root), path)
+
+
 def test_restore_into_a_fresh_root(tmp_path):
     source, target, state = tmp_path / 'source', tmp_path / 'target', tmp_path / 'state'
     state.mkdir()
@@ -265,7 +266,7 @@ def test_restore_into_a_fresh_root(tmp_path):
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
-    count = fvstate.restore_state(str(target), str(state))
+    count = restore(target, state)
     assert count > 10
     for rel in ('etc/hostname', 'etc/ssh/ssh_host_ed25519_key', 'root/.ssh/authorized_keys',
                 'etc/libvirt/qemu/vm1.xml', 'etc/libvirt/storage/pool1.xml', 'etc/firmvisor/seed.json'):
@@ -293,53 +294,107 @@ def test_extra_paths_from_persist_list(tmp_path):
     assert 'etc/chrony/chrony.conf' in {m.name for m in members}
 
 
+# ---- the trailer: a state file cut short is never taken for whole --------------------------------
+def test_trailer_holds_length_members_and_digest(tmp_path):
+    root, state = tmp_path / 'root', tmp_path / 'state'
+    _host(str(root))
+    result = fvstate.save_state(str(root), str(state))
+    blob = (state / 'config.tar').read_bytes()
+    assert len(blob) == result['bytes'] and blob[-512:].startswith(fvstate.TRAILER_MAGIC)
+    fields = json.loads(blob[-512 + len(fvstate.TRAILER_MAGIC):])
+    assert fields['length'] == len(blob) - 512 and fields['members'] == result['members'] + 1
+    assert fields['sha256'] == hashlib.sha256(blob[:-512]).hexdigest()
+
+
+def _member_boundaries(data):
+    """The offsets at which the members of a tar start (each header block)."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return [member.offset for member in tar.getmembers()]
+
+
+def test_a_file_cut_at_a_member_boundary_is_detected(tmp_path):
+    root, state = tmp_path / 'root', tmp_path / 'state'
+    _host(str(root))
+    fvstate.save_state(str(root), str(state))
+    blob = (state / 'config.tar').read_bytes()
+    boundaries = _member_boundaries(blob[:-512])
+    assert len(boundaries) > 5
+    for cut in boundaries[3:]:  # what tarfile alone reads as a whole, shorter archive
+        with tarfile.open(fileobj=io.BytesIO(blob[:cut])) as tar:
+            assert len(tar.getmembers()) < len(boundaries)
+        (state / 'cut.tar').write_bytes(blob[:cut])
+        with pytest.raises(fvstate.StateError, match='cut short'):
+            fvstate.read_state(str(state / 'cut.tar'))
+    (state / 'cut.tar').write_bytes(blob[:-512] + blob[-512:].replace(b'"members": ', b'"members": 1'))
+    with pytest.raises(fvstate.StateError, match='trailer'):
+        fvstate.read_state(str(state / 'cut.tar'))
+
+
+def test_each_save_keeps_the_previous_state_whole(tmp_path):
+    root, state = tmp_path / 'root', tmp_path / 'state'
+    _host(str(root))
+    fvstate.save_state(str(root), str(state))
+    first = (state / 'config.tar').read_bytes()
+    (root / 'etc/hostname').write_text('second\n')
+    fvstate.save_state(str(root), str(state))
+    assert (state / 'config.tar.prev').read_bytes() == first
+    assert not (state / 'config.tar.new').exists()
+    # A power cut that truncated config.tar (a file system that lost its last blocks): the previous
+    # one is used, and the restore says why the newer one was passed over.
+    whole = (state / 'config.tar').read_bytes()
+    (state / 'config.tar').write_bytes(whole[:len(whole) // 2])
+    path, problems = fvstate.newest_valid(str(state))
+    assert path == str(state / 'config.tar.prev') and 'cut short' in problems[0]
+    target = tmp_path / 'target'
+    fvstate.restore_state(str(target), path)
+    assert (target / 'etc/hostname').read_text() == 'hv1\n'
+
+
 def test_interrupted_save_keeps_the_previous_state(tmp_path, monkeypatch):
     root, state = tmp_path / 'root', tmp_path / 'state'
-    state.mkdir()
     _host(str(root))
     fvstate.save_state(str(root), str(state))
     before = (state / 'config.tar').read_bytes()
-    # A crash between the write of config.tar.new and the rename.
     (root / 'etc/hostname').write_text('changed\n')
+    real_replace = fvstate.os.replace
 
-    def crash(*_args):
-        raise OSError('power lost')
+    def crash(source, target):
+        if target.endswith(fvstate.CONFIG):
+            raise OSError('power lost')
+        return real_replace(source, target)
+    # A crash between the write of config.tar.new (complete: fsynced) and its rename.
     monkeypatch.setattr(fvstate.os, 'replace', crash)
     with pytest.raises(OSError, match='power lost'):
         fvstate.save_state(str(root), str(state))
     monkeypatch.undo()
     assert (state / 'config.tar').read_bytes() == before
-    assert (state / 'config.tar.new').exists()  # the leftover, complete or not, is never read first
     target = tmp_path / 'target'
-    fvstate.restore_state(str(target), str(state))
+    restore(target, state)  # config.tar.new is whole: the newest state wins
+    assert (target / 'etc/hostname').read_text() == 'changed\n'
+    # Cut short instead: config.tar is used.
+    blob = (state / 'config.tar.new').read_bytes()
+    (state / 'config.tar.new').write_bytes(blob[:len(blob) // 3])
+    restore(target, state)
     assert (target / 'etc/hostname').read_text() == 'hv1\n'
-    # The next save overwrites the leftover and completes.
+    # The next save completes and leaves no leftover.
     fvstate.save_state(str(root), str(state))
     assert not (state / 'config.tar.new').exists()
-    fvstate.restore_state(str(target), str(state))
+    restore(target, state)
     assert (target / 'etc/hostname').read_text() == 'changed\n'
 
 
-def test_truncated_leftover_is_rejected(tmp_path):
-    root, state = tmp_path / 'root', tmp_path / 'state'
-    state.mkdir()
-    _host(str(root))
-    fvstate.save_state(str(root), str(state))
-    whole = (state / 'config.tar').read_bytes()
-    (state / 'config.tar.new').write_bytes(whole[:len(whole) // 3])  # a crash mid-write
-    with pytest.raises(fvstate.StateError):
-        fvstate.read_state(str(state / 'config.tar.new'))
-    fvstate.read_state(str(state / 'config.tar'))  # still whole
-
-
 def _tar_with(path, members):
-    with tarfile.open(path, 'w') as tar:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode='w') as tar:
         manifest = json.dumps({'format': 1, 'roots': list(fvstate.PERSIST)}).encode()
         info = tarfile.TarInfo(fvstate.MANIFEST_MEMBER)
         info.size = len(manifest)
         tar.addfile(info, io.BytesIO(manifest))
         for info, data in members:
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    data = buffer.getvalue()
+    with open(path, 'wb') as handle:
+        handle.write(data + fvstate.trailer(data, len(members) + 1))
 
 
 def _file(name, data=b'x'):
@@ -367,19 +422,41 @@ def test_unsafe_tars_are_refused(tmp_path, members, reason):
     state.mkdir()
     _tar_with(str(state / 'config.tar'), members)
     with pytest.raises(fvstate.StateError, match=reason):
-        fvstate.restore_state(str(tmp_path / 'root'), str(state))
+        fvstate.restore_state(str(tmp_path / 'root'), str(state / 'config.tar'))
     assert not (tmp_path / 'root').exists()
 
 
-def test_not_a_state_tar(tmp_path):
+def test_not_a_state_file(tmp_path):
     (tmp_path / 'config.tar').write_bytes(b'garbage' * 100)
-    with pytest.raises(fvstate.StateError, match='unreadable'):
+    with pytest.raises(fvstate.StateError, match='no trailer'):
         fvstate.read_state(str(tmp_path / 'config.tar'))
-    with tarfile.open(str(tmp_path / 'plain.tar'), 'w') as tar:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode='w') as tar:
         info, data = _file('etc/hostname')
         tar.addfile(info, io.BytesIO(data))
+    plain = buffer.getvalue()
+    (tmp_path / 'plain.tar').write_bytes(plain + fvstate.trailer(plain, 1))
     with pytest.raises(fvstate.StateError, match='no firmvisor manifest'):
         fvstate.read_state(str(tmp_path / 'plain.tar'))
+
+
+# ---- state per slot -------------------------------------------------------------------------------
+def test_a_trial_starts_from_the_known_good_slots_state(tmp_path):
+    root, state = tmp_path / 'root', tmp_path / 'state'
+    _host(str(root))
+    fvstate.save_state(str(root), fvstate.slot_folder(str(state), 'A'))
+    marker = tmp_path / 'state' / 'slots' / 'B' / 'start-from'
+    marker.parent.mkdir(parents=True)
+    marker.write_text('A\n')
+    assert fvstate.start_trial_state(str(state), 'B') == 'A'
+    assert not marker.exists()
+    a = (state / 'slots' / 'A' / 'config.tar').read_bytes()
+    assert (state / 'slots' / 'B' / 'config.tar').read_bytes() == a
+    # B's trial changes B's state only: a fallback to A finds A's as it was.
+    (root / 'etc/hostname').write_text('changed on B\n')
+    fvstate.save_state(str(root), fvstate.slot_folder(str(state), 'B'))
+    assert (state / 'slots' / 'A' / 'config.tar').read_bytes() == a
+    assert fvstate.start_trial_state(str(state), 'B') is None  # no marker: nothing copied again
 
 
 def test_collect_skips_sockets_and_never(tmp_path):
@@ -397,8 +474,10 @@ def test_main_status_without_state(tmp_path, capsys):
     paths.cmdline = str(cmdline)
     assert fvstate.main(['status'], paths) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status['mode'] == 'live' and status['config'] is None and status['state_partition'] is None
+    assert status['mode'] == 'live' and status['slots'] == {} and status['state_partition'] is None
     assert fvstate.main(['save'], paths) == fvstate.EXIT_STATELESS
+    assert fvstate.main(['watch'], paths) == fvstate.EXIT_STATELESS
+    assert fvstate.main(['has', 'etc/hostname'], paths) == 1
 
 
 # ---- apply: the boot flow, with the devices faked -------------------------------------------------
@@ -419,16 +498,12 @@ def host(tmp_path, monkeypatch):
     seeds = []
     calls = {'read_seed': 0}
 
-    def read_seed(_paths):
+    def find_seed(_paths, _wait):
         calls['read_seed'] += 1
         if not seeds or seeds[0] is None:
-            return None, [], None, False
-        seed, problems = fvstate.parse_seed(seeds[0])
-        try:
-            usable = isinstance(json.loads(seeds[0]), dict)
-        except ValueError:
-            usable = False
-        return seed, problems, '/dev/vdb', usable
+            return fvlib.SeedRead(None, [])
+        data = seeds[0] if isinstance(seeds[0], bytes) else seeds[0].encode()
+        return fvlib.seed_from_bytes(data, '/dev/vdb')
 
     def host_keys(root_dir, _hostname):
         made = []
@@ -443,11 +518,12 @@ def host(tmp_path, monkeypatch):
         return made
     monkeypatch.setattr(fvstate, 'mount_state', lambda p, wait: None if 'fv.live=1' in cmdline.read_text()
                         else '/dev/vda5')
-    monkeypatch.setattr(fvstate, 'read_seed', read_seed)
+    monkeypatch.setattr(fvstate, 'state_mounted', lambda p: 'fv.live=1' not in cmdline.read_text())
+    monkeypatch.setattr(fvstate, 'find_seed', find_seed)
     monkeypatch.setattr(fvstate, 'ensure_host_keys', host_keys)
     monkeypatch.setattr(fvstate, 'first_nic', lambda p: NIC)
     monkeypatch.setattr(fvstate.socket, 'sethostname', lambda name: None)
-    monkeypatch.setattr(fvstate, '_run', lambda argv, **kw: fvstate.subprocess.CompletedProcess(argv, 0, ''))
+    monkeypatch.setattr(fvstate, 'run', lambda argv, **kw: subprocess.CompletedProcess(argv, 0, ''))
 
     def reboot():
         """A new boot: the image's root again (what is not in the state is gone)."""
@@ -456,6 +532,7 @@ def host(tmp_path, monkeypatch):
         (root / 'etc' / 'firmvisor' / 'version').write_text('0.1.0\n')
         (root / 'etc' / 'hostname').write_text('firmvisor\n')
         shutil.rmtree(tmp_path / 'runnet', ignore_errors=True)
+        shutil.rmtree(tmp_path / 'run', ignore_errors=True)  # /run is a new tmpfs at every boot
     return {'paths': paths, 'root': root, 'state': state, 'seeds': seeds, 'calls': calls, 'reboot': reboot,
             'cmdline': cmdline, 'run': tmp_path / 'run', 'runnet': tmp_path / 'runnet'}
 
@@ -472,7 +549,7 @@ def test_apply_first_boot_imports_the_seed_and_saves(host):
     assert '127.0.1.1\thv1' in (root / 'etc/hosts').read_text()
     assert 'DHCP=yes' in (host['runnet'] / fvstate.DEFAULT_NETWORK).read_text()
     assert not (state / fvstate.SEED_PENDING).exists()
-    _, members = fvstate.read_state(str(state / 'config.tar'))
+    _, members = fvstate.read_state(str(state / 'slots/A/config.tar'))
     assert {'etc/hostname', 'root/.ssh/authorized_keys', 'etc/ssh/ssh_host_ed25519_key'} <= {m.name for m in members}
     key = (root / 'etc/ssh/ssh_host_ed25519_key.pub').read_text()
     # The next boot restores; the seed is not read again; the host key is the same.
@@ -489,9 +566,9 @@ def test_apply_without_a_usable_seed_imports_one_later(host, first):
     host['seeds'].append(first)
     assert fvstate.apply(host['paths']) == 0
     root, state = host['root'], host['state']
-    assert (root / 'etc/hostname').read_text() == fvstate.DEFAULT_HOSTNAME + '\n'
+    assert (root / 'etc/hostname').read_text() == fvlib.DEFAULT_HOSTNAME + '\n'
     assert (state / fvstate.SEED_PENDING).exists()
-    assert (state / 'config.tar').exists()  # the host keys are kept meanwhile
+    assert (state / 'slots/A/config.tar').exists()  # the host keys are kept meanwhile
     key = (root / 'etc/ssh/ssh_host_ed25519_key.pub').read_text()
     host['reboot']()
     host['seeds'][0] = GOOD_SEED
@@ -512,8 +589,9 @@ def test_apply_live_is_stateless_and_hands_install_to_over(host):
     assert fvstate.apply(host['paths']) == 0
     assert (host['run'] / 'install_to').read_text() == '/dev/sda\n'
     assert (host['root'] / 'root/.ssh/authorized_keys').exists()
-    assert not (host['state'] / 'config.tar').exists()
+    assert list(host['state'].iterdir()) == []  # a live boot never touches a disk's state
     assert fvstate.main(['save'], host['paths']) == fvstate.EXIT_STATELESS
+    assert json.loads((host['run'] / 'state.json').read_text())['stateful'] is False
 
 
 def test_apply_static_network_from_the_seed(host):
@@ -525,13 +603,75 @@ def test_apply_static_network_from_the_seed(host):
     assert not (host['runnet'] / fvstate.DEFAULT_NETWORK).exists()  # no DHCP default beside it
 
 
-def test_apply_moves_a_broken_config_aside(host):
-    (host['state'] / 'config.tar').write_bytes(b'garbage' * 100)
+def test_apply_passes_a_damaged_state_over(host):
     host['seeds'].append(GOOD_SEED)
     assert fvstate.apply(host['paths']) == 0
-    assert list(host['state'].glob('config.tar.bad-*'))
-    fvstate.read_state(str(host['state'] / 'config.tar'))
+    folder = host['state'] / 'slots' / 'A'
+    whole = (folder / 'config.tar').read_bytes()
+    host['reboot']()
+    (host['root'] / 'etc/hostname').write_text('changed\n')  # a change saved...
+    assert fvstate.main(['save'], host['paths']) == 0
+    (folder / 'config.tar').write_bytes((folder / 'config.tar').read_bytes()[:700])  # ...then cut short
+    host['reboot']()
+    assert fvstate.apply(host['paths']) == 0
+    assert host['calls']['read_seed'] == 1  # the previous state is there: no seed, no defaults
     assert (host['root'] / 'etc/hostname').read_text() == 'hv1\n'
+    assert (folder / 'config.tar').read_bytes() == whole  # whole again (saved from config.tar.prev)
+    assert (folder / 'config.tar.prev').read_bytes() == whole  # the damaged one never became prev
+    assert json.loads((host['run'] / 'state.json').read_text())['restored_from'] == 'config.tar.prev'
+
+
+def test_apply_a_trial_and_the_fallback(host):
+    host['seeds'].append(GOOD_SEED)
+    assert fvstate.apply(host['paths']) == 0  # slot A, first boot
+    host['reboot']()
+    marker = host['state'] / 'slots' / 'B' / 'start-from'
+    marker.parent.mkdir(parents=True)
+    marker.write_text('A\n')  # fvslot boot-once B
+    host['cmdline'].write_text('fv.slot=B\n')
+    assert fvstate.apply(host['paths']) == 0
+    assert (host['root'] / 'etc/hostname').read_text() == 'hv1\n' and not marker.exists()
+    (host['root'] / 'etc/libvirt/qemu').mkdir(parents=True)
+    (host['root'] / 'etc/libvirt/qemu/made-on-b.xml').write_text('<domain/>\n')
+    assert fvstate.main(['save'], host['paths']) == 0
+    assert fvstate.main(['has', 'etc/libvirt/qemu/made-on-b.xml'], host['paths']) == 0
+    # B fails its trial: A boots with A's state, as it was.
+    host['reboot']()
+    host['cmdline'].write_text('fv.slot=A\n')
+    assert fvstate.apply(host['paths']) == 0
+    assert not (host['root'] / 'etc/libvirt/qemu/made-on-b.xml').exists()
+    assert fvstate.main(['has', 'etc/libvirt/qemu/made-on-b.xml'], host['paths']) == 1
+    assert host['calls']['read_seed'] == 1
+
+
+def test_apply_imports_the_installers_seed_from_the_state_partition(host):
+    (host['state'] / 'seed.json').write_text(GOOD_SEED)
+    host['seeds'].append(json.dumps({'hostname': 'from-media', 'authorized_keys': [KEY]}))
+    assert fvstate.apply(host['paths']) == 0
+    assert (host['root'] / 'etc/hostname').read_text() == 'hv1\n'
+    assert host['calls']['read_seed'] == 0  # the boot disk's seed came first
+    assert not (host['state'] / 'seed.json').exists() and (host['state'] / 'seed.json.imported').exists()
+
+
+def test_watch_saves_each_change(host, monkeypatch):
+    host['seeds'].append(GOOD_SEED)
+    assert fvstate.apply(host['paths']) == 0
+    folder = host['state'] / 'slots' / 'A'
+    saved = (folder / 'config.tar').read_bytes()
+    fvstate.watch(host['paths'], interval=0.01, rounds=2)
+    assert (folder / 'config.tar').read_bytes() == saved  # nothing changed: nothing saved
+    (host['root'] / 'etc/libvirt/qemu').mkdir(parents=True)
+    (host['root'] / 'etc/libvirt/qemu/vm1.xml').write_text('<domain/>\n')
+    fvstate.watch(host['paths'], interval=0.01, rounds=1)
+    assert fvstate.has(host['paths'], 'etc/libvirt/qemu/vm1.xml')
+    (host['root'] / 'etc/libvirt/qemu/vm1.xml').unlink()
+    (host['root'] / 'etc/fv-test').write_text('not persisted\n')
+    fvstate.watch(host['paths'], interval=0.01, rounds=1)
+    assert not fvstate.has(host['paths'], 'etc/libvirt/qemu/vm1.xml')
+    again = (folder / 'config.tar').read_bytes()
+    (host['root'] / 'etc/fv-test').write_text('still not persisted\n')
+    fvstate.watch(host['paths'], interval=0.01, rounds=1)
+    assert (folder / 'config.tar').read_bytes() == again
 
 
 def test_capabilities_cache_only_for_the_same_image(tmp_path):
@@ -565,3 +705,19 @@ def test_main_usage(capsys):
     assert fvstate.main(['frobnicate']) == 2
     assert 'usage: fv-state' in capsys.readouterr().err
     assert fvstate.main(['--help']) == 0
+
+
+def test_restore_then_apply_as_two_units(host):
+    """firmvisor-state.service restores (libvirtd waits for that only), firmvisor-setup.service applies."""
+    host['seeds'].append(GOOD_SEED)
+    assert fvstate.apply(host['paths']) == 0
+    host['reboot']()
+    assert fvstate.main(['restore'], host['paths']) == 0
+    done = json.loads((host['run'] / 'restore.json').read_text())
+    assert done['restored_from'] == 'config.tar' and done['stateful']
+    assert (host['root'] / 'etc/hostname').read_text() == 'hv1\n'  # restored already
+    assert not (host['run'] / 'state.json').exists()  # the health gate's "state" check waits
+    calls = host['calls']['read_seed']
+    assert fvstate.main(['apply'], host['paths']) == 0
+    assert host['calls']['read_seed'] == calls
+    assert json.loads((host['run'] / 'state.json').read_text())['applied']

@@ -4,8 +4,15 @@
 """Building the embedded image: its inputs, the build steps, and the manifest.
 
 The inputs (version, package list with the candidate versions the build machine's apt sources
-offer, the apt sources themselves and every build file) have one digest. A build whose digest and
-artifacts match the manifest beside them is current and is skipped; anything else builds again.
+offer, the apt sources themselves and every file of the image source tree ``image/``) have one
+digest. A build whose digest and artifacts match the manifest beside them is current and is
+skipped; anything else builds again.
+
+A build runs in steps (STEPS). The action plugin (plugins/action/image_build.py) ships the image
+tree to the build host as a tar (``archive``, unpacked into ``files``), then calls the module once
+per step (``step``: ``plan``, each step's id, ``finish``) so that the user sees each step start and
+finish; between the calls the build's state is ``<work_dir>/build-state.json``. ``step: all`` does
+everything in one call.
 """
 
 from __future__ import annotations
@@ -16,31 +23,100 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import tarfile
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
 
 MANIFEST = 'manifest.json'
+STATE = 'build-state.json'
 # Fixed timestamps in every artifact, so that the same inputs give the same bytes where the tools allow.
 SOURCE_DATE_EPOCH = '1735689600'
 
+# Artifacts, by the name they have in dest.
+DISK, ISO, SQUASHFS, KERNEL, INITRD = 'firmvisor.img', 'firmvisor.iso', 'root.squashfs', 'vmlinuz', 'initrd.img'
+
+# The files of the image tree a build needs (relative to ``files``); dev/ holds the developers'
+# harnesses, which are neither inputs nor shipped.
+REQUIRED = ('packages.list', 'build/rootfs.sh', 'build/initramfs.sh', 'build/squashfs.sh', 'build/boot.sh',
+            'build/iso.sh', 'tools/assemble.py', 'grub/grub.cfg')
+HARNESSES = 'dev/'
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    title: str
+
+
+STEPS = (
+    Step('rootfs', 'root filesystem'),
+    Step('initramfs', 'initramfs'),
+    Step('squashfs', 'squashfs'),
+    Step('kernel', 'kernel'),
+    Step('boot', 'boot loaders'),
+    Step('disk', 'disk image'),
+    Step('iso', 'iso'),
+)
+STEP_IDS = tuple(step.id for step in STEPS)
+
 IMAGE_ARGSPEC = dict(
     dest=dict(type='path', required=True),
-    files=dict(type='path', required=True),
+    files=dict(type='path'),
     version=dict(type='str', default='0.1.0'),
     packages=dict(type='list', elements='str'),
     extra_packages=dict(type='list', elements='str', default=[]),
     apt_sources=dict(type='list', elements='path'),
     iso=dict(type='bool', default=True),
+    debug=dict(type='bool', default=False),
     force=dict(type='bool', default=False),
     work_dir=dict(type='path'),
+    step=dict(type='str', default='all', choices=['all', 'plan'] + list(STEP_IDS) + ['finish']),
+    archive=dict(type='path'),
 )
 
-# Artifacts, by the name they have in dest.
-DISK, ISO, SQUASHFS, KERNEL, INITRD = 'firmvisor.img', 'firmvisor.iso', 'root.squashfs', 'vmlinuz', 'initrd.img'
+
+def steps_for(iso: bool) -> List[Step]:
+    return [step for step in STEPS if iso or step.id != 'iso']
 
 
+# ---- the image tree ---------------------------------------------------------------------------------
+def unpack(archive: str, files: str) -> None:
+    """Unpack the image tree the action plugin shipped: plain files and directories only, each
+    member below ``files``, modes kept (they are inputs)."""
+    if os.path.isdir(files) and os.listdir(files):
+        raise FvError('files: %s is not empty; the image tree is unpacked into an empty directory' % files)
+    os.makedirs(files, exist_ok=True)
+    with tarfile.open(archive, mode='r:') as tar:
+        for member in tar.getmembers():
+            parts = [part for part in member.name.split('/') if part not in ('', '.')]
+            if member.name.startswith('/') or '..' in parts or not parts:
+                raise FvError('archive %s: unsafe member %r' % (archive, member.name))
+            target = os.path.join(files, *parts)
+            if member.isdir():
+                os.makedirs(target, exist_ok=True)
+            elif member.isreg():
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                source = tar.extractfile(member)
+                with open(target, 'wb') as handle:
+                    shutil.copyfileobj(source, handle)
+                os.chmod(target, member.mode & 0o7777)
+            else:
+                raise FvError('archive %s: member %r is not a file or a directory' % (archive, member.name))
+
+
+def check_tree(files: Optional[str]) -> None:
+    if not files:
+        raise FvError('files: no image source tree given (the action plugin gives the collection\'s own)')
+    missing = [name for name in REQUIRED if not os.path.isfile(os.path.join(files, name))]
+    if missing:
+        raise FvError('files: %s is not an image source tree (no %s)' % (files, ', '.join(missing)))
+
+
+# ---- inputs -----------------------------------------------------------------------------------------
 def default_apt_sources() -> List[str]:
     """The build machine's own apt sources, as apt itself reads them."""
     found = [path for path in ['/etc/apt/sources.list'] if os.path.isfile(path) and _has_entries(path)]
@@ -104,16 +180,18 @@ def inputs(params: Dict[str, Any], run: Callable[..., Any] = subprocess.run) -> 
     result = {
         'version': params['version'],
         'iso': params['iso'],
+        'debug': bool(params.get('debug')),
         'packages': packages,
         'candidates': candidate_versions(packages, run),
         'apt_sources': sources,
         'apt_sources_sha256': source_digest.hexdigest(),
-        'files_sha256': tree_digest(files, skip=lambda rel: rel.startswith('dev-')),
+        'files_sha256': tree_digest(files, skip=lambda rel: rel.startswith(HARNESSES)),
     }
     result['digest'] = hashlib.sha256(json.dumps(result, sort_keys=True).encode()).hexdigest()
     return result
 
 
+# ---- the manifest -----------------------------------------------------------------------------------
 def artifact_names(iso: bool) -> List[str]:
     return [DISK, SQUASHFS, KERNEL, INITRD] + ([ISO] if iso else [])
 
@@ -123,12 +201,16 @@ def fingerprint(path: str) -> Dict[str, int]:
     return {'size': st.st_size, 'mtime_ns': st.st_mtime_ns}
 
 
-def read_manifest(dest: str) -> Optional[Dict[str, Any]]:
+def read_json(path: str) -> Optional[Dict[str, Any]]:
     try:
-        with open(os.path.join(dest, MANIFEST)) as handle:
+        with open(path) as handle:
             return json.load(handle)
     except (OSError, ValueError):
         return None
+
+
+def read_manifest(dest: str) -> Optional[Dict[str, Any]]:
+    return read_json(os.path.join(dest, MANIFEST))
 
 
 def is_current(dest: str, wanted: Dict[str, Any]) -> Tuple[bool, str]:
@@ -156,100 +238,175 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
+# ---- the build --------------------------------------------------------------------------------------
 class Builder:
-    """Runs the build scripts one step at a time, each logged to ``dest/build.log``."""
+    """Runs the build one step at a time, each logged to ``dest/build.log``; what was done so far is
+    ``<work>/build-state.json``, so that each step can be its own module call."""
 
-    def __init__(self, params: Dict[str, Any], wanted: Dict[str, Any]) -> None:
+    def __init__(self, params: Dict[str, Any]) -> None:
         self.params = params
-        self.wanted = wanted
         self.dest = params['dest']
         self.files = params['files']
         self.work = params['work_dir'] or os.path.join(self.dest, '.work')
         self.log_path = os.path.join(self.dest, 'build.log')
-        self.steps: List[Dict[str, Any]] = []
+        self.state_path = os.path.join(self.work, STATE)
+        self.rootfs = os.path.join(self.work, 'rootfs')
+        self.boot = os.path.join(self.work, 'boot')
+        self.pieces = {name: os.path.join(self.work, name) for name in (SQUASHFS, KERNEL, INITRD, DISK, ISO)}
 
-    def env(self) -> Dict[str, str]:
-        env = dict(os.environ)
-        env.update({
-            'SOURCE_DATE_EPOCH': SOURCE_DATE_EPOCH,
-            'FV_VERSION': self.params['version'],
-            'FV_APT_SOURCES': ' '.join(self.wanted['apt_sources']),
-            'FV_PACKAGES': ' '.join(self.wanted['packages']),
-        })
-        return env
-
-    def run(self, name: str, argv: List[str]) -> None:
-        started = time.monotonic()
-        with open(self.log_path, 'a') as log:
-            log.write('\n==== %s: %s\n' % (name, ' '.join(argv)))
-            log.flush()
-            proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=self.work)
-        seconds = round(time.monotonic() - started, 1)
-        self.steps.append({'step': name, 'seconds': seconds})
-        if proc.returncode != 0:
-            raise FvError('image build step %r failed (exit %d); the last lines of %s:\n%s'
-                          % (name, proc.returncode, self.log_path, _tail(self.log_path, 25)))
-
-    def build(self) -> Dict[str, Any]:
+    # -- state between the calls --
+    def prepare(self, wanted: Dict[str, Any], reason: str) -> None:
+        """A fresh work directory, build.log and build state."""
         os.makedirs(self.dest, exist_ok=True)
         if os.path.isdir(self.work):
             shutil.rmtree(self.work)
         os.makedirs(self.work)
         with open(self.log_path, 'w') as log:
             log.write('firmvisor image %s build\n' % self.params['version'])
+        self._save({'inputs': wanted, 'reason': reason, 'started': time.time(), 'steps': []})
+
+    def state(self) -> Dict[str, Any]:
+        state = read_json(self.state_path)
+        if state is None:
+            raise FvError('no build in progress in %s (the plan step prepares it)' % self.work)
+        return state
+
+    def _save(self, state: Dict[str, Any]) -> None:
+        _write_json(self.state_path, state)
+
+    # -- the steps --
+    def env(self, wanted: Dict[str, Any]) -> Dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            'SOURCE_DATE_EPOCH': SOURCE_DATE_EPOCH,
+            'FV_VERSION': self.params['version'],
+            'FV_APT_SOURCES': ' '.join(wanted['apt_sources']),
+            'FV_PACKAGES': ' '.join(wanted['packages']),
+            'FV_DEBUG': '1' if wanted.get('debug') else '0',
+        })
+        return env
+
+    def argv(self, step_id: str) -> Optional[List[str]]:
+        """The command of a step (None: the step is Python, run here)."""
+        files, pieces = self.files, self.pieces
+        build = os.path.join(files, 'build')
+        commands = {
+            'rootfs': [os.path.join(build, 'rootfs.sh'), self.rootfs],
+            'initramfs': [os.path.join(build, 'initramfs.sh'), self.rootfs, pieces[INITRD]],
+            'squashfs': [os.path.join(build, 'squashfs.sh'), self.rootfs, pieces[SQUASHFS]],
+            'kernel': None,
+            'boot': [os.path.join(build, 'boot.sh'), self.boot],
+            'disk': [sys.executable, os.path.join(files, 'tools', 'assemble.py'), 'disk', '--out', pieces[DISK],
+                     '--core', os.path.join(self.boot, 'core.img'), '--boot-img', os.path.join(self.boot, 'boot.img'),
+                     '--efi', os.path.join(self.boot, 'BOOTX64.EFI'),
+                     '--grub-cfg', os.path.join(self.boot, 'grub.cfg'),
+                     '--kernel', pieces[KERNEL], '--initrd', pieces[INITRD],
+                     '--slot-a', pieces[SQUASHFS], '--version', self.params['version']],
+            'iso': [os.path.join(build, 'iso.sh'), pieces[ISO], self.work],
+        }
+        return commands[step_id]
+
+    def copy_kernel(self) -> None:
+        kernels = sorted(glob.glob(os.path.join(self.rootfs, 'boot', 'vmlinuz-*')))
+        if len(kernels) != 1:
+            raise RuntimeError('expected one kernel in %s/boot, found %d' % (self.rootfs, len(kernels)))
+        shutil.copyfile(kernels[0], self.pieces[KERNEL])
+        print('kernel: %s' % os.path.basename(kernels[0]))
+
+    def run_step(self, step_id: str) -> Dict[str, Any]:
+        state = self.state()
+        step = next(s for s in STEPS if s.id == step_id)
+        argv = self.argv(step_id)
         started = time.monotonic()
-        files, work = self.files, self.work
-        rootfs, boot = os.path.join(work, 'rootfs'), os.path.join(work, 'boot')
-        pieces = {name: os.path.join(work, name) for name in (SQUASHFS, KERNEL, INITRD, DISK, ISO)}
-        self.run('root filesystem', [os.path.join(files, 'build-rootfs.sh'), rootfs])
-        self.run('initramfs', [os.path.join(files, 'build-initramfs.sh'), rootfs, pieces[INITRD]])
-        self.run('squashfs', [os.path.join(files, 'build-rootfs.sh'), 'squash', rootfs, pieces[SQUASHFS]])
-        self.run('kernel', ['sh', '-c', 'cp -L "$1"/boot/vmlinuz-* "$2"', 'copy', rootfs, pieces[KERNEL]])
-        self.run('boot loaders', [os.path.join(files, 'build-boot.sh'), boot])
-        self.run('disk image', ['python3', os.path.join(files, 'assemble.py'), 'disk', '--out', pieces[DISK],
-                                '--core', os.path.join(boot, 'core.img'), '--boot-img', os.path.join(boot, 'boot.img'),
-                                '--efi', os.path.join(boot, 'BOOTX64.EFI'),
-                                '--grub-cfg', os.path.join(files, 'grub', 'grub.cfg'),
-                                '--kernel', pieces[KERNEL], '--initrd', pieces[INITRD],
-                                '--slot-a', pieces[SQUASHFS], '--version', self.params['version']])
-        if self.params['iso']:
-            self.run('iso', [os.path.join(files, 'build-iso.sh'), pieces[ISO], work])
-        packages = self._packages(rootfs)
+        with open(self.log_path, 'a') as log:
+            log.write('\n==== %s: %s\n' % (step.title, ' '.join(argv) if argv else '(python)'))
+            log.flush()
+            if argv:
+                try:
+                    code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env(state['inputs']),
+                                          cwd=self.work, check=False).returncode
+                except OSError as exc:  # not executable, missing interpreter
+                    log.write('error: cannot run %s: %s\n' % (argv[0], exc))
+                    code = 126
+            else:
+                code = self._python_step(log)
+        seconds = round(time.monotonic() - started, 1)
+        state['steps'].append({'step': step.title, 'seconds': seconds})
+        self._save(state)
+        if code != 0:
+            raise FvError('image build step %r failed (exit %d); the last lines of %s:\n%s'
+                          % (step.title, code, self.log_path, _tail(self.log_path, 25)),
+                          step=step.id, seconds=seconds)
+        return {'step': step.id, 'title': step.title, 'seconds': seconds}
+
+    def _python_step(self, log) -> int:
+        try:
+            self.copy_kernel()
+        except (OSError, RuntimeError) as exc:
+            log.write('error: %s\n' % exc)
+            return 1
+        return 0
+
+    def finish(self) -> Dict[str, Any]:
+        state = self.state()
+        wanted = state['inputs']
+        packages = self._packages()
         artifacts = {}
-        for name in artifact_names(self.params['iso']):
+        for name in artifact_names(wanted['iso']):
             target = os.path.join(self.dest, name)
-            os.replace(pieces[name], target)
+            os.replace(self.pieces[name], target)
             artifacts[name] = dict(fingerprint(target), sha256=sha256_file(target))
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(self.work, ignore_errors=True)
         manifest = {
-            'name': 'firmvisor', 'version': self.params['version'], 'inputs': self.wanted,
-            'packages': packages, 'artifacts': artifacts, 'steps': self.steps,
-            'build_seconds': round(time.monotonic() - started, 1),
+            'name': 'firmvisor', 'version': self.params['version'], 'inputs': wanted,
+            'packages': packages, 'artifacts': artifacts, 'steps': state['steps'],
+            'build_seconds': round(time.time() - state['started'], 1),
         }
         _write_json(os.path.join(self.dest, MANIFEST), manifest)
-        return manifest
+        return {'reason': state['reason'], 'manifest': manifest}
 
-    def _packages(self, rootfs: str) -> Dict[str, str]:
-        proc = subprocess.run(['dpkg-query', '--admindir', os.path.join(rootfs, 'var', 'lib', 'dpkg'), '-W',
+    def _packages(self) -> Dict[str, str]:
+        proc = subprocess.run(['dpkg-query', '--admindir', os.path.join(self.rootfs, 'var', 'lib', 'dpkg'), '-W',
                                '-f', '${Package}\t${Version}\n'], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise FvError('reading the package list of the root filesystem failed: %s' % proc.stderr.strip())
         return dict(line.split('\t', 1) for line in sorted(proc.stdout.splitlines()) if '\t' in line)
 
 
-def ensure_image(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
-    for script in ('build-rootfs.sh', 'build-initramfs.sh', 'build-boot.sh', 'assemble.py', 'packages.list'):
-        if not os.path.exists(os.path.join(params['files'], script)):
-            raise FvError('files: %s has no %s' % (params['files'], script))
+# ---- the module's entry ----------------------------------------------------------------------------
+def plan(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
+    """Whether a build is needed and why; outside check mode, a build that is needed is prepared."""
+    if params.get('archive'):
+        unpack(params['archive'], params['files'])
+    check_tree(params['files'])
     wanted = inputs(params)
     current, reason = is_current(params['dest'], wanted)
     if current and not params['force']:
-        return {'changed': False, 'reason': reason, 'manifest': read_manifest(params['dest'])}
+        return {'changed': False, 'reason': reason, 'manifest': read_manifest(params['dest']), 'steps': []}
     reason = 'forced' if current else reason
+    steps = [{'id': step.id, 'title': step.title} for step in steps_for(params['iso'])]
+    if not check_mode:
+        Builder(params).prepare(wanted, reason)
+    return {'changed': True, 'reason': reason, 'manifest': {'inputs': wanted}, 'steps': steps}
+
+
+def ensure_image(params: Dict[str, Any], check_mode: bool) -> Dict[str, Any]:
+    step = params.get('step') or 'all'
+    if step == 'plan' or (step == 'all' and check_mode):
+        return plan(params, check_mode)
     if check_mode:
-        return {'changed': True, 'reason': reason, 'manifest': {'inputs': wanted}}
-    manifest = Builder(params, wanted).build()
-    return {'changed': True, 'reason': reason, 'manifest': manifest}
+        raise FvError('step %s changes the build host: not in check mode' % step)
+    builder = Builder(params)
+    if step in STEP_IDS:
+        return dict(builder.run_step(step), changed=True)
+    if step == 'finish':
+        return dict(builder.finish(), changed=True)
+    planned = plan(params, check_mode=False)
+    if not planned['changed']:
+        return planned
+    for each in planned['steps']:
+        builder.run_step(each['id'])
+    return dict(builder.finish(), changed=True)
 
 
 def _write_json(path: str, data: Dict[str, Any]) -> None:
