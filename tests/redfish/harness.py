@@ -433,8 +433,7 @@ def _stop_group(pid: int, grace: float = 10.0) -> None:
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         try:
-            finished, _ = os.waitpid(pid, os.WNOHANG)
-            if finished == pid:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 break
         except ChildProcessError:
             if not os.path.exists('/proc/%d' % pid):
@@ -456,7 +455,7 @@ def _tail(path: str, lines: int = 15) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', 1)[0])
     parser.add_argument('action', choices=('up', 'down', 'show', 'record'))
     parser.add_argument('file', nargs='?', help='record: where to write the replies')
     parser.add_argument('--name', default='lab')

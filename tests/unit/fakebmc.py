@@ -311,7 +311,7 @@ class FakeBmc:
         auth = headers.get('Authorization') or ''
         if auth.startswith('Basic '):
             try:
-                name, _, password = base64.b64decode(auth[6:]).decode().partition(':')
+                name, _sep, password = base64.b64decode(auth[6:]).decode().partition(':')
             except ValueError:
                 return False
             return self.users.get(name) == password
@@ -419,7 +419,7 @@ def make_tls(directory: str, name: str = 'fvrf-fakebmc') -> Dict[str, str]:
         return key, cert
 
     ca_key, ca_cert = ca(name + ' test CA')
-    _, other_cert = ca(name + ' other CA')
+    other_cert = ca(name + ' other CA')[1]
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, '127.0.0.1')]))
@@ -564,11 +564,11 @@ class FakeMachine:
             if not self.imported and self.media('Floppy'):
                 self.imported = True   # the first disk boot imports the seed (the floppy, or its state copy)
             return self.imported or bool(self.disk and self.disk.get('seed'))
+        return False
 
     @property
     def installing(self) -> bool:
         return self.boot == 'live' and self.step == 'installing'
-        return False
 
 
 class FakeHost:

@@ -581,7 +581,7 @@ def fake_ssh(tmp_path):
         server.settimeout(0.1)
         while not stop.is_set():
             try:
-                conn, _ = server.accept()
+                conn = server.accept()[0]
             except OSError:
                 continue
             with conn:
@@ -621,14 +621,14 @@ def test_journal_follower_streams_and_reconnects(tmp_path):
     follower = rf.JournalFollower([sys.executable, '-c', 'print("one"); print("two")'], clock=clock)
     try:
         lines = []
-        for _ in range(200):
+        for _poll in range(200):
             lines += follower.poll()
             if len(lines) >= 2 and not follower.connected:
                 break
             threading.Event().wait(0.01)
         assert lines == ['one', 'two']
         clock.now += 5
-        for _ in range(200):
+        for _poll in range(200):
             if follower.poll() or len(follower.lines) >= 4:
                 break
             threading.Event().wait(0.01)

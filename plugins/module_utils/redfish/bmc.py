@@ -202,7 +202,7 @@ def _describe_connection(exc: BaseException, access: BmcAccess) -> str:
                        'hostname mismatch', 'wrong version number', 'unknown protocol'):
             index = text.find(marker)
             if index >= 0:
-                reason = text[index:].split(')')[0].split("'")[0].strip()
+                reason = text[index:].split(')', 1)[0].split("'", 1)[0].strip()
                 break
         if 'verify' in reason.lower() or 'match' in reason.lower():
             hint = ('; trust its CA with ca_path' if not access.ca_path

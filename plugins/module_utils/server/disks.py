@@ -31,6 +31,7 @@ RULE_KEYS = ('serial', 'name', 'path', 'wwn', 'min_size', 'max_size', 'model', '
 SELECTORS = ('serial', 'name', 'path', 'wwn')
 DEFAULT_RULE: Dict[str, Any] = {'min_size': '8GiB', 'prefer': 'smallest'}
 
+
 def human(size: Optional[int]) -> str:
     if size is None:
         return 'unknown size'
@@ -66,12 +67,16 @@ def validate_rule(rule: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
         if rule.get(key) is not None:
             rule[key] = to_bytes(rule[key], 'install_disk.%s' % key)
     if rule.get('min_size') is not None and rule.get('max_size') is not None and rule['min_size'] > rule['max_size']:
-        raise FvError('install_disk: min_size %s is above max_size %s' % (human(rule['min_size']),
-                                                                         human(rule['max_size'])))
+        raise FvError('install_disk: min_size %s is above max_size %s'
+                      % (human(rule['min_size']), human(rule['max_size'])))
     prefer = rule.setdefault('prefer', 'smallest')
     if prefer not in ('smallest', 'largest'):
         raise FvError('install_disk.prefer: expected smallest or largest, got %r' % (prefer,))
     return rule
+
+
+def _wwn(value: Any) -> Any:
+    return str(value).lower().replace(':', '').replace('0x', '', 1) if value else value
 
 
 def _why_not(disk: Mapping[str, Any], rule: Mapping[str, Any]) -> Optional[str]:
@@ -82,8 +87,7 @@ def _why_not(disk: Mapping[str, Any], rule: Mapping[str, Any]) -> Optional[str]:
             continue
         have = disk.get(key)
         if key == 'wwn':
-            norm = (lambda v: str(v).lower().replace(':', '').replace('0x', '', 1) if v else v)
-            if norm(have) != norm(wanted):
+            if _wwn(have) != _wwn(wanted):
                 return 'wwn is %s' % (have or 'unknown')
         elif have != wanted:
             return '%s is %s' % (key, have if have is not None else 'unknown')

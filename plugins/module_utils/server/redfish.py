@@ -248,7 +248,7 @@ def management_address(params: Mapping[str, Any]) -> Optional[str]:
         return params['address']
     network = params.get('network') or {}
     if network.get('address'):
-        return str(network['address']).split('/')[0]
+        return str(network['address']).split('/', 1)[0]
     return None
 
 
@@ -593,17 +593,17 @@ class RedfishServer(Resource):
             raise system.error('wait for %s' % step, str(exc)) from None
 
     def _wait_live(self, system: BmcSystem, version: str, timeout: float) -> None:
-        last = [HostState()]
+        last = _Last()
 
         def live() -> bool:
-            last[0] = self.host.state()
-            return last[0].runs == 'live' and last[0].version == version
+            last.state = self.host.state()
+            return last.state.runs == 'live' and last.state.version == version
         self._waiting(system, 'the live system (firmvisor %s) to answer SSH on %s' % (version, self.host.where),
-                      live, timeout, lambda: last[0].describe(), interval=2)
+                      live, timeout, last, interval=2)
 
     def _wait_installer(self, system: BmcSystem, timeout: float) -> str:
         follower = self.host.follow()
-        last = [HostState()]
+        last = _Last()
         checked = [float('-inf')]
 
         def finished() -> Optional[str]:
@@ -617,10 +617,10 @@ class RedfishServer(Resource):
             if now - checked[0] >= 15:
                 # no word from the stream: the installer may have rebooted the server into its disk
                 checked[0] = now
-                last[0] = self.host.state()
-                if last[0].runs == 'firmvisor':
+                last.state = self.host.state()
+                if last.state.runs == 'firmvisor':
                     return 'rebooted into the disk'
-                state, line = last[0].installer
+                state, line = last.state.installer
                 if state == 'failed':
                     raise FvError('the live installer stopped: %s' % line)
                 if state in ('installed', 'on_disk'):
@@ -629,7 +629,7 @@ class RedfishServer(Resource):
 
         def seen() -> str:
             state, line = installer_outcome(follower.lines)
-            return 'installer %s%s; %s' % (state, ' (%s)' % _short(line) if line else '', last[0].describe())
+            return 'installer %s%s; %s' % (state, ' (%s)' % _short(line) if line else '', last())
         try:
             return self._waiting(system, 'the live installer to write and verify the disk', finished, timeout, seen,
                                  interval=1)
@@ -637,16 +637,26 @@ class RedfishServer(Resource):
             follower.close()
 
     def _wait_disk(self, system: BmcSystem, version: str, timeout: float) -> None:
-        last = [HostState()]
+        last = _Last()
 
         def ready() -> bool:
-            last[0] = self.host.state()
-            if last[0].runs == 'firmvisor' and last[0].version != version:
+            last.state = self.host.state()
+            if last.state.runs == 'firmvisor' and last.state.version != version:
                 raise FvError('the disk boots firmvisor %s, not %s (reflash: true installs over it)'
-                              % (last[0].version, version))
-            return last[0].runs == 'firmvisor'
+                              % (last.state.version, version))
+            return last.state.runs == 'firmvisor'
         self._waiting(system, 'firmvisor %s to answer SSH from the disk on %s' % (version, self.host.where),
-                      ready, timeout, lambda: last[0].describe(), interval=2)
+                      ready, timeout, last, interval=2)
+
+
+class _Last:
+    """What a wait saw last (for its error)."""
+
+    def __init__(self) -> None:
+        self.state = HostState()
+
+    def __call__(self) -> str:
+        return self.state.describe()
 
 
 class _Steps:

@@ -194,8 +194,7 @@ def _stop_pid(pid: int, grace: float = 10.0) -> None:
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done == pid:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 return
         except ChildProcessError:
             if not os.path.exists('/proc/%d' % pid):
@@ -213,6 +212,10 @@ def _tail(path: str) -> str:
         return '(no log)'
 
 
+def _interrupt(*_args: Any) -> None:
+    raise KeyboardInterrupt()
+
+
 def run(root: str, address: str, port: int) -> None:
     handler = type('Handler', (MediaHandler,), {'root': os.path.abspath(root)})
     server_class = http.server.ThreadingHTTPServer
@@ -221,7 +224,7 @@ def run(root: str, address: str, port: int) -> None:
         server_class = type('Server6', (http.server.ThreadingHTTPServer,), {'address_family': socket.AF_INET6})
     server = server_class((address, port), handler)
     server.daemon_threads = True
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
@@ -231,7 +234,7 @@ def run(root: str, address: str, port: int) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', 1)[0])
     parser.add_argument('action', choices=('start', 'stop', 'run'))
     parser.add_argument('--root', required=True)
     parser.add_argument('--address', default='127.0.0.1')
