@@ -202,9 +202,10 @@ class SshHost:
     role records the installed host's keys once it is ready."""
 
     def __init__(self, address: str, port: int = 22, key: Optional[str] = None, ssh: str = 'ssh',
-                 connect_timeout: int = 10, command_timeout: float = 60.0) -> None:
+                 connect_timeout: int = 10, command_timeout: float = 60.0, greeting_timeout: float = 5.0) -> None:
         self.address, self.port, self.key = address, port, key
         self.ssh = ssh
+        self.greeting_timeout = greeting_timeout
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
 
@@ -224,7 +225,7 @@ class SshHost:
 
     def state(self) -> HostState:
         # a port forward (or a BMC's NAT) may accept connections with nothing behind: the greeting counts
-        if not ssh_answers(self.address, self.port, timeout=3):
+        if not ssh_answers(self.address, self.port, timeout=self.greeting_timeout):
             return HostState(seen='no SSH greeting on %s' % self.where)
         try:
             done = subprocess.run(self.argv(PROBE), stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -306,7 +307,12 @@ class RedfishServer(Resource):
         boot = system.boot_override()
         host = HostState(seen='not asked (state absent)')
         if self.params.get('state', 'present') == 'present':
-            host = self.host.state() if self.host is not None else HostState(seen='no management address')
+            if power == 'Off':
+                host = HostState(seen='powered off')
+            elif self.host is None:
+                host = HostState(seen='no management address')
+            else:
+                host = self.host.state()
         runtime = {
             'power': power,
             'cd': cd['image'] if cd['inserted'] else None,
