@@ -275,6 +275,7 @@ def test_check_mode_plans_the_flow_and_writes_nothing(lab):
     assert result['changed'] and steps(result) == FLOW
     assert result['diff']['after'] == {'power': 'On', 'host': 'firmvisor', 'version': VERSION}
     assert lab.writes() == [] and lab.machine.boot is None and not os.path.exists(lab.seed_path)
+    assert lab.host.probes == 0, 'a server that is off is not asked over SSH'
 
 
 def test_a_real_bmc_that_forgets_a_once_override_after_one_boot(lab):
