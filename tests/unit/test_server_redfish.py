@@ -211,11 +211,10 @@ def test_installer_outcome_reads_both_installers(lines, state):
 
 
 def test_installer_lines_are_the_ones_the_images_write():
-    """The patterns follow the installers' own strings (this tree's image, and the reworked one where
-    it is checked out beside): a rewording there must fail here."""
+    """The patterns follow the installer's own strings (image 0.1.0's, or the reworked fvinstall.py,
+    whichever this tree has): a rewording there must fail here."""
     sources = []
-    for path in ('roles/image/files/overlay/usr/lib/firmvisor/fv-install', 'image/tools/fvinstall.py',
-                 '../wt-image/image/tools/fvinstall.py'):
+    for path in ('roles/image/files/overlay/usr/lib/firmvisor/fv-install', 'image/tools/fvinstall.py'):
         full = os.path.join(HERE, '..', '..', path)
         if os.path.isfile(full):
             with open(full) as handle:
