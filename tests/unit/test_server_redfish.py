@@ -661,3 +661,18 @@ def test_the_password_is_in_no_output_of_the_module(lab, tmp_path):
     assert PASSWORD not in text
     text, result = run_module(dict(args, image_url=lab.www['url'] + '/' + PASSWORD + '.iso'), tmp_path)
     assert result['failed'] and 'HTTP 404' in result['msg'] and PASSWORD not in text
+
+
+@pytest.mark.parametrize('boot, pending', [
+    ({'target': 'Cd', 'enabled': 'Once'}, 'Cd'), ({'target': 'Cd', 'enabled': 'Continuous'}, 'Cd'),
+    ({'target': 'Pxe', 'enabled': 'Once'}, 'Pxe'), ({'target': 'Hdd', 'enabled': 'Continuous'}, None),
+    ({'target': 'Cd', 'enabled': 'Disabled'}, None), ({'target': 'None', 'enabled': 'Once'}, None), ({}, None),
+])
+def test_pending_override(boot, pending):
+    assert rf.pending_override(boot) == pending
+
+
+def test_management_address():
+    assert rf.management_address({'address': 'hv1.example', 'network': {'address': '192.0.2.7/24'}}) == 'hv1.example'
+    assert rf.management_address({'address': None, 'network': {'address': '192.0.2.7/24'}}) == '192.0.2.7'
+    assert rf.management_address({'address': None, 'network': None}) is None
