@@ -474,6 +474,8 @@ class FakeMachine:
         self.step: Optional[str] = None   # the live installer: None, 'installing', 'rebooting', 'done'
         self.started = 0
         self.copies_seed = True           # the installer puts the seed on the disk (else only the floppy has it)
+        self.seed_misses = 0              # disk boots that miss the floppy (image 0.1.0's race with its driver)
+        self.missed = False               # this boot missed it
         self.seed: Dict[str, Any] = {}
         bmc.on_reset = self.reset
 
@@ -501,6 +503,9 @@ class FakeMachine:
             self.seed = self.read_seed()
         elif self.disk:
             self.boot = 'disk'
+            self.missed = bool(self.seed_misses) and not self.imported
+            if self.missed:
+                self.seed_misses -= 1
         else:
             self.boot = 'blank'
         self.boots.append(self.boot)
@@ -561,6 +566,8 @@ class FakeMachine:
         if self.boot == 'disk':
             if not self.disk_answers or self.ticks < self.disk_ticks:
                 return False
+            if self.missed:
+                return False
             if not self.imported and self.media('Floppy'):
                 self.imported = True   # the first disk boot imports the seed (the floppy, or its state copy)
             return self.imported or bool(self.disk and self.disk.get('seed'))
@@ -586,6 +593,9 @@ class FakeHost:
         machine = self.machine
         machine.tick()
         if not machine.answers:
+            if machine.boot == 'disk' and machine.missed and machine.ticks >= machine.disk_ticks:
+                return HostState(seen='SSH on %s greets but does not let us in (Permission denied (publickey))'
+                                 % self.where, greets=True)
             return HostState(seen='no SSH greeting on %s (%s)' % (self.where, machine.boot or 'off'))
         if machine.boot == 'live':
             return HostState(True, machine.live_version, True, tuple(machine.journal), 'answered')

@@ -463,6 +463,22 @@ def test_installed_disk_never_answers(lab):
     assert not result['changed'] and lab.writes() == []
 
 
+def test_a_disk_boot_that_missed_the_seed_is_restarted(lab):
+    """Image 0.1.0 may look for the floppy before its driver is up: the installed disk then refuses the
+    seed's key, and another boot (the floppy still in) imports it."""
+    lab.machine.copies_seed, lab.machine.seed_misses = False, 1
+    result = lab.run()
+    assert result['changed'] and result['version'] == VERSION and lab.machine.imported
+    assert lab.machine.boots.count('disk') >= 2 and lab.media == {'Cd': None, 'Floppy': None}
+
+
+def test_a_disk_that_never_takes_the_seed_is_restarted_twice_then_fails(lab):
+    lab.machine.copies_seed, lab.machine.seed_misses = False, 99
+    error = lab.fails()
+    assert 'wait for firmvisor 0.2.0 to answer SSH from the disk' in error
+    assert 'greets but does not let us in' in error and 'restarted 2 time(s) for the seed import' in error
+
+
 def test_the_disk_boots_another_version(lab):
     lab.machine.isos[lab.iso_url] = VERSION
     lab.machine.disk = {'version': '0.1.0', 'seed': {}}   # powered off: nobody could ask it

@@ -52,6 +52,9 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.seed i
 MIN_MEMORY_MIB = 1024
 SEED_FORMAT = 'floppy'
 SHOWN = ('power', 'cd', 'floppy', 'boot_override', 'host', 'version')
+# the installed disk refusing the seed's key this long means its boot missed the seed: restart it
+SEED_GRACE = 45.0
+SEED_RETRIES = 2
 
 
 # ---- what the live installer says: the one place that reads it ------------------------------------
@@ -102,6 +105,7 @@ class HostState:
     live: bool = False
     journal: Tuple[str, ...] = ()
     seen: str = 'not asked'
+    greets: bool = False     # an SSH server greets (even when it does not let us in)
 
     @property
     def runs(self) -> Optional[str]:
@@ -133,7 +137,7 @@ def parse_probe(text: str) -> HostState:
             live = line.strip() == 'live=1'
         elif line.startswith('journal='):
             journal.append(line[len('journal='):])
-    return HostState(True, version, live, tuple(journal), 'answered')
+    return HostState(True, version, live, tuple(journal), 'answered', greets=True)
 
 
 class JournalFollower:
@@ -236,7 +240,8 @@ class SshHost:
             raise FvError('cannot run %s: %s' % (self.ssh, exc))
         if done.returncode != 0:
             why = (done.stderr.strip().splitlines() or ['exit %d' % done.returncode])[-1]
-            return HostState(seen='SSH on %s greets but does not let us in (%s)' % (self.where, _short(why)))
+            return HostState(seen='SSH on %s greets but does not let us in (%s)' % (self.where, _short(why)),
+                             greets=True)
         return parse_probe(done.stdout)
 
     def follow(self) -> JournalFollower:
@@ -643,16 +648,33 @@ class RedfishServer(Resource):
             follower.close()
 
     def _wait_disk(self, system: BmcSystem, version: str, timeout: float) -> None:
+        """Until the installed disk answers SSH with our key and the version. A disk system that greets
+        but refuses the seed's key did not import the seed at that boot (image 0.1.0 may look for the
+        floppy before its driver is up; it imports a seed at a later boot): it is restarted, up to
+        SEED_RETRIES times, after SEED_GRACE seconds of refusals."""
         last = _Last()
+        refused = {'since': None, 'restarts': 0}
 
         def ready() -> bool:
             last.state = self.host.state()
             if last.state.runs == 'firmvisor' and last.state.version != version:
                 raise FvError('the disk boots firmvisor %s, not %s (reflash: true installs over it)'
                               % (last.state.version, version))
-            return last.state.runs == 'firmvisor'
+            if last.state.runs == 'firmvisor':
+                return True
+            now = self.waiter.clock()
+            if not last.state.greets:
+                refused['since'] = None
+            elif refused['since'] is None:
+                refused['since'] = now
+            elif now - refused['since'] >= SEED_GRACE and refused['restarts'] < SEED_RETRIES:
+                refused['since'], refused['restarts'] = None, refused['restarts'] + 1
+                system.power('ForceRestart', timeout=timeout)
+            return False
         self._waiting(system, 'firmvisor %s to answer SSH from the disk on %s' % (version, self.host.where),
-                      ready, timeout, last, interval=2)
+                      ready, timeout, lambda: '%s%s' % (last(), '; restarted %d time(s) for the seed import'
+                                                        % refused['restarts'] if refused['restarts'] else ''),
+                      interval=2)
 
 
 class _Last:
