@@ -36,6 +36,7 @@ author:
   - firmvisor developers (@firmvisor)
 extends_documentation_fragment:
   - firmvisor.hypervisor.connection
+  - firmvisor.hypervisor.bmc
   - firmvisor.hypervisor.attributes
 options:
   name:
@@ -161,34 +162,6 @@ options:
     description: With O(state=absent), also delete the data disks of a QEMU server.
     type: bool
     default: false
-  bmc:
-    description: O(driver=redfish) only. How to reach the server's BMC.
-    type: dict
-    suboptions:
-      address:
-        description: The BMC's address, a host name or C(https://host:port).
-        type: str
-        required: true
-      username:
-        description: BMC user.
-        type: str
-      password:
-        description: BMC password. Never shown in output or logs.
-        type: str
-      validate_certs:
-        description: Verify the BMC's TLS certificate.
-        type: bool
-        default: true
-      ca_path:
-        description: A CA bundle to verify the BMC's certificate with.
-        type: path
-      timeout:
-        description: Seconds each BMC request may take.
-        type: int
-        default: 60
-  system:
-    description: O(driver=redfish) only. The system's UUID or Id; defaults to the BMC's only system.
-    type: str
   image_url:
     description:
       - O(driver=redfish) only; required with O(state=present). Where the BMC downloads the image's ISO from

@@ -20,6 +20,7 @@ author:
   - firmvisor developers (@firmvisor)
 extends_documentation_fragment:
   - firmvisor.hypervisor.connection
+  - firmvisor.hypervisor.bmc
   - firmvisor.hypervisor.attributes.info_module
 options:
   driver:
@@ -29,34 +30,6 @@ options:
     default: qemu
   name:
     description: O(driver=qemu) only. The server's domain.
-    type: str
-  bmc:
-    description: O(driver=redfish) only. How to reach the BMC.
-    type: dict
-    suboptions:
-      address:
-        description: The BMC's address, a host name or C(https://host:port).
-        type: str
-        required: true
-      username:
-        description: BMC user.
-        type: str
-      password:
-        description: BMC password. Never shown in output or logs.
-        type: str
-      validate_certs:
-        description: Verify the BMC's TLS certificate.
-        type: bool
-        default: true
-      ca_path:
-        description: A CA bundle to verify the BMC's certificate with.
-        type: path
-      timeout:
-        description: Seconds each BMC request may take.
-        type: int
-        default: 60
-  system:
-    description: O(driver=redfish) only. The system's UUID or Id; defaults to the BMC's only system.
     type: str
   query:
     description: A JMESPath expression over the result; its value is returned as RV(query_result).

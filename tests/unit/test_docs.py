@@ -11,7 +11,10 @@ import os
 import pytest
 import yaml
 
-from ansible_collections.firmvisor.hypervisor.plugins.doc_fragments.connection import ModuleDocFragment
+from ansible_collections.firmvisor.hypervisor.plugins.doc_fragments import bmc, connection
+
+FRAGMENTS = {'firmvisor.hypervisor.connection': connection.ModuleDocFragment,
+             'firmvisor.hypervisor.bmc': bmc.ModuleDocFragment}
 
 MODULES_DIR = os.path.join(os.path.dirname(__file__), '..', '..', 'plugins', 'modules')
 NO_LIBVIRT = ['image_build']  # modules that take no connection options
@@ -54,8 +57,9 @@ def test_documentation_matches_argspec(name):
     doc = yaml.safe_load(module.DOCUMENTATION)
     assert doc['module'] == name and doc['short_description'] and doc['version_added']
     options = dict(doc.get('options') or {})
-    if 'firmvisor.hypervisor.connection' in doc.get('extends_documentation_fragment', []):
-        options.update(yaml.safe_load(ModuleDocFragment.DOCUMENTATION)['options'])
+    for fragment in doc.get('extends_documentation_fragment', []):
+        if fragment in FRAGMENTS:  # the collection's option fragments (not attributes)
+            options.update(yaml.safe_load(FRAGMENTS[fragment].DOCUMENTATION)['options'])
     compare(options, captured_argspec(module), name)
     assert yaml.safe_load(module.EXAMPLES)
     returns = yaml.safe_load(module.RETURN)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, Optional
 
-import libvirt
 import pytest
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.options import (
@@ -25,6 +24,7 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.options import VM_OPTIONS, new_domain
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.network import NETWORK_OPTIONS, Network, new_network
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.pool import POOL_OPTIONS, new_pool
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.validation import define_scratch as define
 
 XML = os.path.join(os.path.dirname(__file__), 'xml')
 UPDATE = os.environ.get('FV_GOLDEN_UPDATE') == '1'
@@ -120,20 +120,6 @@ def edit(kind: str, doc: Document, params: Dict[str, Any], creating: bool) -> Do
     return planned_document(doc, compare(table, desired, actual), kind)
 
 
-def define(kind: str, text: str) -> None:
-    """libvirt parses it: defined and undefined on a test driver of its own."""
-    conn = libvirt.open('test:///default')
-    try:
-        if kind == 'domain':
-            conn.defineXML(text).undefine()
-        elif kind == 'network':
-            conn.networkDefineXML(text).undefine()
-        else:
-            conn.storagePoolDefineXML(text, 0).undefine()
-    finally:
-        conn.close()
-
-
 CASES = [(kind, case) for kind, (_t, cases, _n, _m) in KINDS.items() for case in cases]
 
 
@@ -153,7 +139,7 @@ def test_golden(kind, case):
     # Nothing is left to change, and libvirt accepts the result.
     context = {'name': name, 'default_pool': 'vms', 'creating': False, 'virt_type': 'qemu'}
     assert compare(table, desired_values(table, cases[case], context), read_all(table, Document(out))) == []
-    define(kind, out)
+    define(kind, out)  # libvirt parses it (defined and undefined on an empty test driver), or raises
 
 
 def test_every_case_has_its_files():

@@ -20,6 +20,8 @@ from typing import Dict, List, Optional, Tuple, Union
 # The namespace of this collection's ownership metadata inside <metadata>.
 FV_NS = 'urn:firmvisor:hypervisor:1'
 FV_PREFIX = 'firmvisor'
+# The mark of what this collection made.
+OWNER = 'firmvisor.hypervisor'
 
 _XMLNS = re.compile(r"""xmlns:([\w.-]+)=["']([^"']*)["']""")
 _STEP = re.compile(r"^(?P<tag>(?:\{[^}]*\})?[\w.-]+)(?:\[@(?P<attr>[\w:.-]+)='(?P<value>[^']*)'\])?$")
@@ -146,9 +148,13 @@ class Document:
         elem = self.find('metadata/{%s}owner' % FV_NS)
         return None if elem is None else elem.get('collection')
 
-    def set_owner(self, collection: str) -> None:
+    def owned(self) -> bool:
+        """Whether this collection made the object (its mark in <metadata>)."""
+        return self.owner() == OWNER
+
+    def set_owner(self) -> None:
         self.namespaces.setdefault(FV_PREFIX, FV_NS)
-        self.set_attr('metadata/{%s}owner' % FV_NS, 'collection', collection)
+        self.set_attr('metadata/{%s}owner' % FV_NS, 'collection', OWNER)
 
     def get_meta(self, key: str) -> Optional[str]:
         return self.attr('metadata/{%s}owner' % FV_NS, key)

@@ -24,7 +24,7 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import (
     CONNECTION_ARGSPEC, flag, lookup_network, mapped,
 )
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.objects import OWNER, STATES, DefinedObject
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.objects import STATES, DefinedObject
 
 MODES = ('nat', 'route', 'isolated', 'bridge')
 DEFAULT_PREFIX = 24
@@ -382,7 +382,7 @@ _ADDRESSING = {'mode', 'ip', 'prefix'}
 def new_network(name: str) -> Document:
     """The skeleton of a new network; the table's writers fill in every declared option."""
     doc = Document('<network>\n  <name>%s</name>\n  <metadata/>\n</network>' % escape(name))
-    doc.set_owner(OWNER)
+    doc.set_owner()
     return doc
 
 

@@ -27,8 +27,22 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import mapped, persistent_xml
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.validation import Validation
 
-OWNER = 'firmvisor.hypervisor'
 STATES = ('present', 'active', 'inactive', 'absent')
+
+
+def autostart_action(handle: Handle, label: str, wanted: bool, before: bool) -> Action:
+    """Set the object's autostart flag (undone by setting it back)."""
+    return Action('set autostart of %s to %s' % (label, wanted), handle.call('setAutostart', int(wanted)),
+                  handle.call('setAutostart', int(before)), 'reset autostart of %s' % label)
+
+
+def defined_view(key: Any, actual: Actual) -> Dict[str, Any]:
+    """A libvirt object as results and info modules show it: its table's values, its runtime facts,
+    its name and whether this collection made it."""
+    result = {name: public(value) for name, value in actual.values.items()}
+    result.update(actual.runtime)
+    result.update(name=key, owned=actual.doc.owned())
+    return result
 
 
 class DefinedObject(Resource):
@@ -106,11 +120,7 @@ class DefinedObject(Resource):
     def view(self, key: Any, actual: Optional[Actual]) -> Dict[str, Any]:
         if actual is None:
             return dict(ABSENT)
-        result = {name: public(value) for name, value in actual.values.items()}
-        result.update(actual.runtime)
-        result.update(name=key, owned=actual.doc.owner() == OWNER,
-                      state='active' if actual.runtime['active'] else 'inactive')
-        return result
+        return dict(defined_view(key, actual), state='active' if actual.runtime['active'] else 'inactive')
 
     def plan(self, params: Mapping[str, Any], actual: Optional[Actual]) -> Plan:
         name = params['name']
@@ -133,8 +143,7 @@ class DefinedObject(Resource):
         actions: List[Action] = []
         warnings: List[str] = []
         facts: Dict[str, Any] = {'recreate_required': False}
-        was_active = actual is not None and actual.runtime['active']
-        active = was_active
+        active = actual is not None and actual.runtime['active']
         applied = changes
         if actual is None:
             actions.append(self._define(handle, planned, 'define %s %s' % (self.noun, name), undefine=True))
@@ -172,10 +181,7 @@ class DefinedObject(Resource):
         autostart = params.get('autostart')
         if autostart is not None and (actual is None or autostart != actual.runtime['autostart']):
             before = actual.runtime['autostart'] if actual is not None else False
-            actions.append(Action('set autostart of %s %s to %s' % (self.noun, name, autostart),
-                                  handle.call('setAutostart', int(autostart)),
-                                  handle.call('setAutostart', int(before)),
-                                  'reset autostart of %s %s' % (self.noun, name)))
+            actions.append(autostart_action(handle, '%s %s' % (self.noun, name), autostart, before))
         if (params['state'] == 'active' or (params['state'] == 'present' and actual is None)) and not active:
             actions.append(self._start(handle, name))
             active = True

@@ -36,7 +36,8 @@ def _scratch() -> Any:
     return _SCRATCH['conn']
 
 
-def _define(kind: str, xml: str) -> None:
+def define_scratch(kind: str, xml: str) -> None:
+    """Define and at once undefine on the scratch test driver: libvirt parses it, or raises."""
     conn = _scratch()
     if kind == 'domain':
         conn.defineXML(xml).undefine()
@@ -57,7 +58,7 @@ class Validation:
         """Would libvirt accept this domain / network / pool definition? Its refusal reads as the
         define's would, made before anything changed."""
         try:
-            _define(kind, xml)
+            define_scratch(kind, xml)
         except (libvirt.libvirtError, ValueError) as exc:  # ValueError: text libvirt cannot take (a NUL)
             raise FvError('%s: define: %s' % (what, error_text(exc)))
 

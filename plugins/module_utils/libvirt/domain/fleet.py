@@ -14,7 +14,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.runner import execute, plan_all
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.connection import CONNECTION_ARGSPEC, mapped
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.options import OWNER, VM_ARGSPEC
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.options import VM_ARGSPEC
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.resource import Vm
 
 # A VM spec inside `vms`/`defaults`: the vm module's options less the connection.
@@ -78,7 +78,7 @@ def reconcile(conn: Any, check_mode: bool, items: List[Dict[str, Any]], defaults
         with mapped('listing domains'):
             others = sorted(dom.name() for dom in conn.listAllDomains(0) if dom.name() not in declared)
         for name, actual in resource.read(others).items():
-            if actual is not None and actual.doc.owner() == OWNER and (scope is None or actual.doc.get_meta('scope') == scope):
+            if actual is not None and actual.doc.owned() and (scope is None or actual.doc.get_meta('scope') == scope):
                 plans.append(resource.plan(dict(VM_ITEM_DEFAULTS, name=name, state='absent', remove_volumes=False), actual))
     results = execute(plans, check_mode)
     before, after, warnings, vms = {}, {}, [], []

@@ -23,7 +23,6 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domai
     CLOUD_INIT_SPEC, seed_digest, seed_files, seed_name,
 )
 
-OWNER = 'firmvisor.hypervisor'
 CONSOLE_LOG = '/var/log/libvirt/qemu/%s-serial.log'
 STATES = ('present', 'running', 'stopped', 'paused', 'absent')
 QEMU_NS = 'http://libvirt.org/schemas/domain/qemu/1.0'
@@ -203,5 +202,5 @@ def new_domain(name: str) -> Document:
         "    </channel>\n"
         "    <rng model='virtio'>\n      <backend model='random'>/dev/urandom</backend>\n    </rng>\n"
         "  </devices>\n</domain>" % (escape(name), escape(CONSOLE_LOG % name)))
-    doc.set_owner(OWNER)
+    doc.set_owner()
     return doc

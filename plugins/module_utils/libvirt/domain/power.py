@@ -65,29 +65,24 @@ class Power:
         self.waiter.wait(lambda: PREDICATES[state](dom), timeout or self.wait_timeout,
                          'vm %s to be %s' % (self.name, state))
 
-    def start(self, description: str = '') -> Action:
+    def _step(self, verb: str, method: str, state: str, undo: Callable[[], Any], undone: str,
+              description: str = '') -> Action:
+        """Call ``method`` on the domain, then wait (if asked) until it is ``state``."""
         def run() -> None:
-            with mapped('vm %s: start' % self.name):
-                self.handle.obj.create()
+            with mapped('vm %s: %s' % (self.name, verb)):
+                getattr(self.handle.obj, method)()
             if self.wait:
-                self._await('running')
-        return Action(description or 'start %s' % self.name, run, self.force_off, 'force off %s' % self.name)
+                self._await(state)
+        return Action(description or '%s %s' % (verb, self.name), run, undo, '%s %s' % (undone, self.name))
+
+    def start(self, description: str = '') -> Action:
+        return self._step('start', 'create', 'running', self.force_off, 'force off', description)
 
     def resume(self) -> Action:
-        def run() -> None:
-            with mapped('vm %s: resume' % self.name):
-                self.handle.obj.resume()
-            if self.wait:
-                self._await('running')
-        return Action('resume %s' % self.name, run, self.handle.call('suspend'), 'pause %s again' % self.name)
+        return self._step('resume', 'resume', 'running', self.handle.call('suspend'), 'pause again')
 
     def pause(self) -> Action:
-        def run() -> None:
-            with mapped('vm %s: pause' % self.name):
-                self.handle.obj.suspend()
-            if self.wait:
-                self._await('paused')
-        return Action('pause %s' % self.name, run, self.handle.call('resume'), 'resume %s' % self.name)
+        return self._step('pause', 'suspend', 'paused', self.handle.call('resume'), 'resume')
 
     def shut_down(self, description: str = '', paused: bool = False) -> Action:
         """Graceful shutdown (resuming a paused guest first), forced off after shutdown_timeout."""

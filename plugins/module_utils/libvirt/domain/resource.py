@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError, FvTimeout
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.options import (
-    LIVE, NEXT_BOOT, RESTART, Change, compare, desired_values, planned_document, public, read_all, strongest,
+    LIVE, NEXT_BOOT, RESTART, Change, compare, desired_values, planned_document, read_all, strongest,
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.plan import (
     ABSENT, Action, Actual, Handle, Note, Plan,
@@ -31,7 +31,7 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domai
     describe_device, device_changes, device_key,
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.options import (
-    OWNER, VM_OPTIONS, new_domain,
+    VM_OPTIONS, new_domain,
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.power import (
     DOWN, STATE_NAMES, Power, is_active, undefine,
@@ -39,6 +39,7 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domai
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.seed import (
     build_iso, seed_files, seed_name,
 )
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.objects import autostart_action, defined_view
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.validation import Validation
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.volume import Volume
 
@@ -116,10 +117,7 @@ class Vm(Resource):
     def view(self, key: Any, actual: Optional[Actual]) -> Dict[str, Any]:
         if actual is None:
             return dict(ABSENT)
-        result = {name: public(value) for name, value in actual.values.items()}
-        result.update(actual.runtime)
-        result.update(name=key, owned=actual.doc.owner() == OWNER,
-                      console_log=actual.doc.attr('devices/serial/log', 'file'))
+        result = dict(defined_view(key, actual), console_log=actual.doc.attr('devices/serial/log', 'file'))
         if result.get('virt_type') is None:
             result['virt_type'] = actual.doc.root.get('type')
         return result
@@ -180,9 +178,7 @@ class Vm(Resource):
         autostart = params.get('autostart')
         if autostart is not None and (creating or autostart != actual.runtime['autostart']):
             before = bool(actual.runtime['autostart']) if actual is not None else False
-            actions.append(Action('set autostart of %s to %s' % (name, autostart),
-                                  handle.call('setAutostart', int(autostart)),
-                                  handle.call('setAutostart', int(before)), 'reset autostart of %s' % name))
+            actions.append(autostart_action(handle, name, autostart, before))
         actions += power.transitions(current, wanted)
 
         state = current if wanted == 'present' else wanted
