@@ -120,7 +120,7 @@ def cpu_lock(path: str = LOCK) -> Iterator[str]:
 
 
 # ---- timing a plan's steps -------------------------------------------------------------------------
-def timed_plan(plan: Plan, record: List[Dict[str, Any]], phase_of: Callable[[str], str]) -> Plan:
+def timed_plan(plan: Plan, record: List[Dict[str, Any]], phase_of: Callable[[Plan, str], str]) -> Plan:
     """The same plan with every action (its children's too) timed into ``record``."""
     def wrap(action: Action) -> Action:
         def run() -> Any:
@@ -128,19 +128,19 @@ def timed_plan(plan: Plan, record: List[Dict[str, Any]], phase_of: Callable[[str
             try:
                 return action.run()
             finally:
-                record.append({'phase': phase_of(action.description), 'step': action.description,
+                record.append({'phase': phase_of(plan, action.description), 'step': action.description,
                                'seconds': time.monotonic() - began})
         return dataclasses.replace(action, run=run)
     return dataclasses.replace(plan, actions=tuple(wrap(a) for a in plan.actions),
                                children=tuple(timed_plan(c, record, phase_of) for c in plan.children))
 
 
-def qemu_phase(description: str) -> str:
-    if description.startswith('wait until'):
-        return 'ready'
-    if 'volume' in description or 'import' in description or 'upload' in description:
+def qemu_phase(plan: Plan, description: str) -> str:
+    """media: the volumes (the image's import, the flash overlay, the seed ISO, data disks); boot: the
+    domain defined and started; ready: until the console says firmvisor ready and SSH answers."""
+    if plan.resource.noun == 'volume':
         return 'media'
-    return 'boot'
+    return 'ready' if description.startswith('wait') else 'boot'
 
 
 def run_playbook(playbook: str, extra: Dict[str, Any], logfile: str) -> float:
