@@ -6,6 +6,7 @@
 #   make sanity    ansible-test sanity, offline (a mirror of the checkout under .cache/sanity)
 #   make molecule  Molecule scenario "default" against the local libvirtd
 #   make embedded  Molecule scenario "embedded": build the image, boot it (SeaBIOS, OVMF), check it
+#   make redfish   Molecule scenario "redfish": install the image on a blank box through sushy-emulator
 #   make test      setup + unit + lint + sanity + molecule   (what .ci/run runs)
 #   make demo      setup + playbooks/demo.yml
 #   make demo-clean  remove what make demo made
@@ -42,7 +43,7 @@ export NO_COLOR                   := 1
 export PY_COLORS                  := 0
 endif
 
-.PHONY: help setup host venv collection guest unit lint sanity molecule embedded test demo demo-clean bench clean
+.PHONY: help setup host venv collection guest unit lint sanity molecule embedded redfish test demo demo-clean bench clean
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -87,6 +88,9 @@ molecule: setup
 
 embedded: setup
 	molecule test -s embedded
+
+redfish: setup
+	molecule test -s redfish
 
 test: setup unit lint sanity molecule
 

@@ -20,6 +20,18 @@ description:
     its health gate passed, and SSH answers on its management address) unless O(wait=false).
   - The management address of a QEMU server is a forward on C(127.0.0.1) of the libvirt host to the
     server's SSH port (RV(address), RV(port)); the server's own network traffic reaches nothing else.
+  - O(driver=redfish) reads the BMC's system (power, virtual media, boot override) and asks the server
+    over SSH (O(address), O(port), O(ssh_private_key)) which firmvisor it runs. A server that runs the
+    declared version from its disk is left alone. Otherwise, from where the server stands - the seed
+    floppy written to O(seed_path) (served at O(seed_url)), the ISO (O(image_url)) and the floppy
+    inserted as virtual media, a one-time boot override to the CD, power on (or a forced restart), the
+    live installer watched over SSH until it has written and verified the disk chosen by
+    O(install_disk), the CD ejected, a boot override to the disk and a forced restart, SSH from the
+    installed disk with the declared version, the floppy ejected and the override cleared. Every wait
+    takes up to O(wait_timeout) seconds and its error names the step, the BMC and the system.
+  - A failed Redfish step undoes what the run did that can be undone (media ejected, the override
+    cleared), except a CD the live installer is still writing the disk from; a second run goes on from
+    where the server stands (a live installer running or done, the disk installed).
 author:
   - firmvisor developers (@firmvisor)
 extends_documentation_fragment:
@@ -151,11 +163,23 @@ options:
     type: bool
     default: false
   image_url:
-    description: O(driver=redfish) only. Where the BMC downloads the image's ISO from (virtual media).
+    description:
+      - O(driver=redfish) only; required with O(state=present). Where the BMC downloads the image's ISO from
+        (virtual media). It must serve the ISO of O(image) (checked by size before anything changes when this
+        host reaches it; a missing file fails).
     type: str
   seed_url:
-    description: O(driver=redfish) only. Where the BMC downloads the server's seed (a floppy image) from.
+    description:
+      - O(driver=redfish) only; required with O(state=present). Where the BMC downloads the server's seed
+        floppy from, that is where O(seed_path) is served.
     type: str
+  seed_path:
+    description:
+      - O(driver=redfish) only; required with O(state=present). The local file the server's seed floppy (a
+        1.44 MB FAT image labelled C(FVSEED) with its host name, O(ssh_authorized_keys), O(network) and the
+        install disk) is written to, for the HTTP server behind O(seed_url) to serve. Rewritten only when the
+        seed changes (a digest is kept beside it, C(<seed_path>.sha256)).
+    type: path
   install_disk:
     description:
       - O(driver=redfish) only. Which disk the ISO installs onto, as a rule over the BMC's inventory.
@@ -193,22 +217,32 @@ options:
         type: str
         choices: [smallest, largest]
   install_force:
-    description: O(driver=redfish) only. Install even onto a disk that holds data or another install.
+    description:
+      - O(driver=redfish) only. Install even onto a disk that holds data or another install (the seed's
+        C(install_force)). O(reflash=true) sets it for a server that runs another firmvisor version.
     type: bool
     default: false
   address:
-    description: O(driver=redfish) only. The server's management address once it runs (from O(network) if static).
+    description:
+      - O(driver=redfish) only. The address the server answers SSH on, in its live installer and once
+        installed; defaults to the address of a static O(network). Required with O(state=present).
     type: str
   port:
-    description: O(driver=redfish) only. The server's SSH port.
+    description: O(driver=redfish) only. The server's SSH port on O(address).
     type: int
     default: 22
   ssh_private_key:
-    description: O(driver=redfish) only. The key (of O(ssh_authorized_keys)) to ask a running server its version with.
+    description:
+      - O(driver=redfish) only. The private key of one of O(ssh_authorized_keys), with which the module asks
+        the server which firmvisor it runs and follows the live installer (as C(root), host keys not checked -
+        the live system and the installed one make their own). Without it, C(ssh)'s default identities.
     type: path
 notes:
   - A QEMU server's readiness is read from its serial console log, which exists on the libvirt host;
     with a remote O(uri), only SSH answering is waited for.
+  - O(driver=redfish) needs the Python library C(sushy) and the C(ssh) client on the host that runs the
+    module, and C(mkfs.fat) and C(mcopy) (dosfstools, mtools) to write the seed floppy. With O(wait=false) it
+    stops after powering the server on; a later run goes on from there.
 '''
 
 EXAMPLES = r'''
@@ -239,6 +273,24 @@ EXAMPLES = r'''
     name: hv1
     state: absent
     remove_disks: true
+
+- name: A bare-metal server through its BMC, the media served by a web server on the controller
+  firmvisor.hypervisor.server:
+    name: rack1-u07
+    driver: redfish
+    bmc:
+      address: https://10.0.8.107
+      username: provision
+      password: "{{ vault_bmc_password }}"
+      ca_path: /etc/pki/bmc-ca.pem
+    image: /var/lib/firmvisor/images/0.2.0
+    image_url: http://10.0.8.1:8080/rack1-u07.iso
+    seed_url: http://10.0.8.1:8080/rack1-u07-seed.img
+    seed_path: /srv/fvmedia/rack1-u07-seed.img
+    install_disk: {min_size: 100GiB, media_type: SSD}   # the smallest such SSD, named by its WWN
+    network: {address: 10.0.9.107/24, gateway: 10.0.9.1, dns: [10.0.9.1]}
+    ssh_authorized_keys: ["{{ lookup('file', '~/.ssh/id_ed25519.pub') }}"]
+    ssh_private_key: ~/.ssh/id_ed25519
 '''
 
 RETURN = r'''
@@ -266,6 +318,11 @@ reflash_required:
   description: The server runs another image than O(image) and O(reflash) is false.
   returned: always
   type: bool
+install_to:
+  description: O(driver=redfish). The disk the seed tells the installer to install onto.
+  returned: when a Redfish server is (or would be) installed
+  type: str
+  sample: /dev/disk/by-id/wwn-0x5002538c40000001
 server:
   description: The server after the run (in check mode, as it would be).
   returned: always

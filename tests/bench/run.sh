@@ -9,6 +9,9 @@
 #   BENCH_VENV         the bench's own virtualenv (default .cache/bench-venv)
 #   BENCH_PYTHON       python used to create it (default python3)
 #   BENCH_ARGS         extra arguments for bench.py (e.g. "--variants vms,floor --no-write")
+#   BENCH_IMAGE=0      skip the image bench (image_bench.py)
+#   BENCH_SERVER=0     skip the provisioning bench (server_bench.py: server, qemu and redfish; it holds
+#                      /tmp/firmvisor-cpu.lock for its whole run unless run under flock of it already)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -60,3 +63,4 @@ trap 'cleanup; exit 143' TERM
     --report "$root/docs/performance.md" \
     ${BENCH_ARGS:-}
 [[ "${BENCH_IMAGE:-1}" == 0 ]] || "$root/.venv/bin/python" "$here/image_bench.py" --report "$root/docs/performance.md"
+[[ "${BENCH_SERVER:-1}" == 0 ]] || "$root/.venv/bin/python" "$here/server_bench.py" --report "$root/docs/performance.md"

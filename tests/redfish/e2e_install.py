@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -165,7 +164,7 @@ def watch_installer(key: str, port: int, timeout: float) -> str:
         try:
             assert process.stdout is not None
             while time.monotonic() < deadline:
-                ready, _, _ = select.select([process.stdout], [], [], 2.0)
+                ready = select.select([process.stdout], [], [], 2.0)[0]
                 if not ready:
                     continue
                 line = process.stdout.readline()
@@ -225,7 +224,7 @@ def main() -> int:
         access = BmcAccess(state['bmc']['address'], state['username'], lab.password(), ca_path=state['bmc']['ca'])
         bmc = Bmc(access)
         run.step('connect to the BMC (TLS with the lab CA)', lambda: (bmc.connect(), bmc.auth_method)[1])
-        system = run.step('find the system (the only one)', lambda: bmc.system())
+        system = run.step('find the system (the only one)', bmc.system)
         inventory = run.step('inventory', system.inventory)
         need = os.path.getsize(flash)
         run.step('capacity check (image %d MiB, 1024 MiB memory)' % (need >> 20),

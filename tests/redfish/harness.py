@@ -3,12 +3,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A Redfish lab on 127.0.0.1: sushy-emulator (Basic auth, self-signed TLS) over the local libvirtd,
 a blank QEMU box for it to manage, and a small HTTP server for virtual media. Everything it makes is
-named fvrf-<name>-* and recorded in <workdir>/state.json; ``down`` removes all of it (also from a
-half-made lab, also without the state file).
+named <prefix>-<name>-* (prefix fvrf2 unless --prefix says otherwise) and recorded in
+<workdir>/state.json; ``down`` removes all of it (also from a half-made lab, also without the state file).
 
-    harness.py up   [--name lab] [--workdir /tmp/fvrf-lab] [--disk-gib 16] [--memory-mib 2048]
-    harness.py down [--name lab] [--workdir /tmp/fvrf-lab]
-    harness.py show [--name lab] [--workdir /tmp/fvrf-lab]
+    harness.py up   [--name lab] [--prefix fvrf2] [--workdir /tmp/fvrf2-lab] [--disk-gib 16] [--memory-mib 2048]
+    harness.py down [--name lab] [--prefix fvrf2] [--workdir /tmp/fvrf2-lab]
+    harness.py show [--name lab] [--prefix fvrf2] [--workdir /tmp/fvrf2-lab]
     harness.py record FILE [--name lab]   the emulator's replies (every document reachable from
                                           /redfish/v1/), for tests/unit/fixtures/sushy-emulator.json
 
@@ -42,6 +42,7 @@ from typing import Any, Dict, List, Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 URI = 'qemu:///system'
 USER = 'fvrf-admin'
+PREFIX = 'fvrf2'   # what every object of a lab is named after: <prefix>-<name>-...
 CONSOLE_DIR = '/var/log/libvirt/qemu'
 POOL_ROOT = '/var/lib/libvirt/images'
 
@@ -84,11 +85,12 @@ class Lab:
     """One lab. ``up()`` is all or nothing: a failure tears down what was made."""
 
     def __init__(self, name: str = 'lab', workdir: Optional[str] = None, disk_gib: int = 16,
-                 memory_mib: int = 2048, vcpus: int = 2) -> None:
-        if not name.replace('-', '').isalnum():
-            raise ValueError('lab name %r: letters, digits and hyphens only' % name)
+                 memory_mib: int = 2048, vcpus: int = 2, prefix: str = PREFIX) -> None:
+        for what, value in (('name', name), ('prefix', prefix)):
+            if not value.replace('-', '').isalnum():
+                raise ValueError('lab %s %r: letters, digits and hyphens only' % (what, value))
         self.name = name
-        self.prefix = 'fvrf-%s' % name
+        self.prefix = '%s-%s' % (prefix, name)
         self.workdir = workdir or '/tmp/%s' % self.prefix
         self.disk_gib = disk_gib
         self.memory_mib = memory_mib
@@ -431,8 +433,7 @@ def _stop_group(pid: int, grace: float = 10.0) -> None:
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         try:
-            finished, _ = os.waitpid(pid, os.WNOHANG)
-            if finished == pid:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 break
         except ChildProcessError:
             if not os.path.exists('/proc/%d' % pid):
@@ -454,15 +455,16 @@ def _tail(path: str, lines: int = 15) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', 1)[0])
     parser.add_argument('action', choices=('up', 'down', 'show', 'record'))
     parser.add_argument('file', nargs='?', help='record: where to write the replies')
     parser.add_argument('--name', default='lab')
+    parser.add_argument('--prefix', default=PREFIX)
     parser.add_argument('--workdir')
     parser.add_argument('--disk-gib', type=int, default=16)
     parser.add_argument('--memory-mib', type=int, default=2048)
     args = parser.parse_args(argv)
-    lab = Lab(args.name, args.workdir, args.disk_gib, args.memory_mib)
+    lab = Lab(args.name, args.workdir, args.disk_gib, args.memory_mib, prefix=args.prefix)
     if args.action == 'up':
         print(json.dumps(lab.up(), indent=2, sort_keys=True))
     elif args.action == 'record':

@@ -24,7 +24,7 @@ import secrets
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 ROOT = '/redfish/v1'
 SYSTEM_UUID = '9e5bd0d2-2a53-4b4c-8f5e-1f0a3c6a7e01'
@@ -57,7 +57,8 @@ class FakeBmc:
                  tls: Optional[Tuple[str, str]] = None, systems: Optional[List[Dict[str, Any]]] = None,
                  boot_once_reads_continuous: bool = False, power_delay_reads: int = 0,
                  slots: Tuple[str, ...] = ('Cd', 'Floppy'),
-                 replay: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
+                 replay: Optional[Dict[str, Dict[str, Any]]] = None,
+                 on_reset: Optional[Callable[[str, str], None]] = None) -> None:
         self.users = dict(users or {'admin': 'secret'})
         self.sessions_enabled = sessions
         self.tls = tls
@@ -67,6 +68,8 @@ class FakeBmc:
         # recorded replies {path: {status, body}} (harness.py record): GETs are answered from them
         self.replay = replay
         self.boot_once_reads_continuous = boot_once_reads_continuous
+        # called with (system UUID, ResetType) after a reset the BMC accepted (FakeMachine boots then)
+        self.on_reset = on_reset
         # a power change shows only after this many GETs of the system (0: at once; -1: never)
         self.power_delay_reads = power_delay_reads
         self._pending: Dict[str, Tuple[str, int]] = {}
@@ -285,6 +288,8 @@ class FakeBmc:
                         self.set_power(uuid, 'On')
                 else:
                     return 400, error_body('Base.1.0.ActionParameterNotSupported', 'bad reset %s' % kind), {}
+                if self.on_reset is not None:
+                    self.on_reset(uuid, kind)
                 return 204, None, {}
         if (method == 'POST' and parts[0] == 'Managers' and len(parts) == 6
                 and parts[2] == 'VirtualMedia' and parts[3] in self.slots):
@@ -306,7 +311,7 @@ class FakeBmc:
         auth = headers.get('Authorization') or ''
         if auth.startswith('Basic '):
             try:
-                name, _, password = base64.b64decode(auth[6:]).decode().partition(':')
+                name, _sep, password = base64.b64decode(auth[6:]).decode().partition(':')
             except ValueError:
                 return False
             return self.users.get(name) == password
@@ -414,7 +419,7 @@ def make_tls(directory: str, name: str = 'fvrf-fakebmc') -> Dict[str, str]:
         return key, cert
 
     ca_key, ca_cert = ca(name + ' test CA')
-    _, other_cert = ca(name + ' other CA')
+    other_cert = ca(name + ' other CA')[1]
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, '127.0.0.1')]))
@@ -438,3 +443,192 @@ def make_tls(directory: str, name: str = 'fvrf-fakebmc') -> Dict[str, str]:
         handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption()))
     return paths
+
+
+# ---- the server behind the BMC, as its SSH shows it ------------------------------------------------
+class FakeMachine:
+    """A bare-metal box behind a FakeBmc, booted by its resets: the CD (the ISO at a URL of
+    ``isos``, {url: version}) when the boot override says Cd and a CD is in, else its disk when that
+    holds firmvisor, else nothing (a blank disk). Time is ``tick()``: every look at the machine (an
+    SSH probe, a journal poll) is one. A live boot answers SSH after ``live_ticks``; its installer
+    writes the disk in ``install_ticks`` (the journal lines fvinstall.py writes) and reboots the
+    machine; a disk boot answers after ``disk_ticks``, with our key only once it imported a seed.
+    The floppy's seed.json is read from the file ``files[url]`` (mtools), as the BMC would download it.
+
+    ``installer``: 'ok', 'fail' (FAILED after the install started) or 'hang' (never ends);
+    ``live_answers`` / ``disk_answers``: False makes a boot that never answers SSH."""
+
+    def __init__(self, bmc: FakeBmc, isos: Dict[str, str], files: Dict[str, str], uuid: str = SYSTEM_UUID,
+                 disk: Optional[Dict[str, Any]] = None) -> None:
+        self.bmc, self.uuid, self.isos, self.files = bmc, uuid, isos, files
+        self.disk = disk            # {'version', 'seed'} once firmvisor is on it
+        self.boot: Optional[str] = None   # None (off), 'blank', 'live', 'disk'
+        self.ticks = 0
+        self.journal: List[str] = []
+        self.boots: List[str] = []
+        self.imported = bool(disk and disk.get('imported'))
+        self.live_ticks, self.install_ticks, self.disk_ticks = 2, 3, 2
+        self.installer = 'ok'
+        self.live_answers = self.disk_answers = True
+        self.live_version: Optional[str] = None
+        self.step: Optional[str] = None   # the live installer: None, 'installing', 'rebooting', 'done'
+        self.started = 0
+        self.copies_seed = True           # the installer puts the seed on the disk (else only the floppy has it)
+        self.seed_misses = 0              # disk boots that miss the floppy (image 0.1.0's race with its driver)
+        self.missed = False               # this boot missed it
+        self.seed: Dict[str, Any] = {}
+        bmc.on_reset = self.reset
+
+    # the BMC's side
+    def reset(self, uuid: str, kind: str) -> None:
+        if uuid != self.uuid:
+            return
+        if kind in ('ForceOff', 'GracefulShutdown'):
+            self.boot = None
+            return
+        self.power_on()
+
+    def media(self, slot: str) -> Optional[str]:
+        state = self.bmc.media[self.uuid][slot]
+        return state['image'] if state['inserted'] else None
+
+    def power_on(self) -> None:
+        system = self.bmc.systems[self.uuid]
+        cd = self.media('Cd')
+        self.ticks, self.journal, self.step, self.started = 0, [], None, 0
+        if system['boot_target'] == 'Cd' and system['boot_enabled'] in ('Once', 'Continuous') and cd:
+            if system['boot_enabled'] == 'Once' and not self.bmc.boot_once_reads_continuous:
+                system['boot_enabled'] = 'Disabled'   # a real BMC: once means once
+            self.boot, self.live_version = 'live', self.isos.get(cd)
+            self.seed = self.read_seed()
+        elif self.disk:
+            self.boot = 'disk'
+            self.missed = bool(self.seed_misses) and not self.imported
+            if self.missed:
+                self.seed_misses -= 1
+        else:
+            self.boot = 'blank'
+        self.boots.append(self.boot)
+
+    def read_seed(self) -> Dict[str, Any]:
+        url = self.media('Floppy')
+        if not url or url not in self.files:
+            return {}
+        import subprocess
+        data = subprocess.run(['mtype', '-i', self.files[url], '::seed.json'], check=True, capture_output=True).stdout
+        return json.loads(data)
+
+    # time
+    def tick(self) -> None:
+        if self.boot is None:
+            return
+        self.ticks += 1
+        if self.boot == 'live':
+            self._installer_step()
+
+    def _installer_step(self) -> None:
+        target = self.seed.get('install_to')
+        if self.ticks < self.live_ticks or not self.live_answers or self.step == 'done':
+            return
+        if self.step is None:
+            self.step, self.started = 'installing', self.ticks
+            if not target:
+                self.step = 'done'
+                self.journal.append('firmvisor: install: no install_to in the seed: nothing to install, '
+                                    'the host stays live')
+            elif self.disk and not self.seed.get('install_force'):
+                self.step = 'done'
+                self.journal.append('firmvisor: install: %s holds a firmvisor install (partitions fvboot, fvslotA, '
+                                    'fvslotB, fvstate): not installing, so nothing on it is lost; the host stays live.'
+                                    % target)
+            else:
+                self.journal.append('firmvisor: install: installing firmvisor %s from /run/firmvisor/medium onto %s '
+                                    '(vda, 16384 MiB)' % (self.live_version, target))
+        elif self.step == 'installing' and self.ticks >= self.started + self.install_ticks:
+            if self.installer == 'fail':
+                self.step = 'done'
+                self.journal.append('firmvisor: install: FAILED: write error on %s; the host stays live' % target)
+            elif self.installer == 'ok':
+                self.step = 'rebooting'
+                self.disk = {'version': self.live_version, 'seed': dict(self.seed) if self.copies_seed else None}
+                self.imported = False
+                self.journal.append('firmvisor: install: installed firmvisor %s on %s and verified it; its first '
+                                    'boot imports the seed from its state partition' % (self.live_version, target))
+                self.journal.append('firmvisor: install: rebooting into the installed system')
+        elif self.step == 'rebooting':
+            self.power_on()   # the installer's own reboot (the BMC's boot settings decide what comes up)
+
+    # the SSH side
+    @property
+    def answers(self) -> bool:
+        if self.boot == 'live':
+            return self.live_answers and self.ticks >= self.live_ticks
+        if self.boot == 'disk':
+            if not self.disk_answers or self.ticks < self.disk_ticks:
+                return False
+            if self.missed:
+                return False
+            if not self.imported and self.media('Floppy'):
+                self.imported = True   # the first disk boot imports the seed (the floppy, or its state copy)
+            return self.imported or bool(self.disk and self.disk.get('seed'))
+        return False
+
+    @property
+    def installing(self) -> bool:
+        return self.boot == 'live' and self.step == 'installing'
+
+
+class FakeHost:
+    """What RedfishServer asks over SSH (SshHost's interface), answered by a FakeMachine."""
+
+    where = '127.0.0.1:2222'
+
+    def __init__(self, machine: FakeMachine) -> None:
+        self.machine = machine
+        self.probes = 0
+
+    def state(self) -> Any:
+        from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.redfish import HostState
+        self.probes += 1
+        machine = self.machine
+        machine.tick()
+        if not machine.answers:
+            if machine.boot == 'disk' and machine.missed and machine.ticks >= machine.disk_ticks:
+                return HostState(seen='SSH on %s greets but does not let us in (Permission denied (publickey))'
+                                 % self.where, greets=True)
+            return HostState(seen='no SSH greeting on %s (%s)' % (self.where, machine.boot or 'off'))
+        if machine.boot == 'live':
+            return HostState(True, machine.live_version, True, tuple(machine.journal), 'answered')
+        return HostState(True, machine.disk['version'], False, (), 'answered')
+
+    def follow(self) -> 'FakeFollower':
+        return FakeFollower(self.machine)
+
+
+class FakeFollower:
+    """journalctl -f over SSH: the lines of the live boot it is connected to."""
+
+    def __init__(self, machine: FakeMachine) -> None:
+        self.machine = machine
+        self.lines: List[str] = []
+        self._boot = -1
+        self._sent = 0
+        self.closed = False
+
+    @property
+    def connected(self) -> bool:
+        return self.machine.boot == 'live' and self.machine.answers
+
+    def poll(self) -> List[str]:
+        self.machine.tick()
+        if not self.connected:
+            return []
+        if self._boot != len(self.machine.boots):
+            self._boot, self._sent = len(self.machine.boots), 0
+        new = self.machine.journal[self._sent:]
+        self._sent = len(self.machine.journal)
+        self.lines += new
+        return new
+
+    def close(self) -> None:
+        self.closed = True

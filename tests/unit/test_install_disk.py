@@ -35,13 +35,15 @@ def names(disk):
     (8192, 8 * GIB), ('8GiB', 8 * GIB), ('8 GiB', 8 * GIB), ('512MiB', 512 * 2 ** 20), ('1TB', 10 ** 12),
     ('10G', 10 * GIB), ('1.5GiB', 3 * GIB // 2), ('4096', 4 * GIB), ('100b', 100),
 ])
-def test_sizes(value, expected):
-    assert dm.size_bytes(value) == expected
+def test_rule_sizes_are_the_collections_sizes(value, expected):
+    assert dm.validate_rule({'min_size': value})['min_size'] == expected
 
 
-@pytest.mark.parametrize('value', ['8 gigs', '', '-1GiB', True, None, 'GiB'])
+@pytest.mark.parametrize('value', ['8 gigs', '', '-1GiB', True, 'GiB', 0])
 def test_bad_sizes(value):
-    assert 'expected a size such as 8192 (MiB) or "8GiB"' in error_of(lambda: dm.size_bytes(value, 'x'))
+    message = error_of(lambda: dm.validate_rule({'min_size': value}))
+    assert message.startswith('install_disk.min_size: ')
+    assert 'expected a size such as 512 (MiB) or "2GiB"' in message or 'larger than zero' in message
 
 
 def test_default_rule_is_the_smallest_disk_of_8_gib_or_more():

@@ -161,7 +161,7 @@ def test_bmc_that_never_completes_the_connection():
     port = listener.getsockname()[1]
     fillers = []
     try:
-        for _ in range(3):
+        for _filler in range(3):
             filler = socket.socket()
             filler.setblocking(False)
             try:

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError, FvTimeout
@@ -83,6 +83,13 @@ class BmcAccess:
     timeout: float = 60.0          # one request's read timeout (InsertMedia fetches the image inside it)
     connect_timeout: float = 10.0  # an unreachable BMC fails within this
     retries: int = 1               # attempts for a request that fails to connect or gets a 5xx on GET
+
+    @classmethod
+    def from_options(cls, bmc: Mapping[str, Any]) -> 'BmcAccess':
+        """From the modules' ``bmc`` option (server, server_info)."""
+        return cls(address=bmc['address'], username=bmc.get('username') or '', password=bmc.get('password') or '',
+                   validate_certs=bmc.get('validate_certs', True), ca_path=bmc.get('ca_path'),
+                   timeout=bmc.get('timeout') or 60)
 
     @property
     def url(self) -> str:
@@ -195,7 +202,7 @@ def _describe_connection(exc: BaseException, access: BmcAccess) -> str:
                        'hostname mismatch', 'wrong version number', 'unknown protocol'):
             index = text.find(marker)
             if index >= 0:
-                reason = text[index:].split(')')[0].split("'")[0].strip()
+                reason = text[index:].split(')', 1)[0].split("'", 1)[0].strip()
                 break
         if 'verify' in reason.lower() or 'match' in reason.lower():
             hint = ('; trust its CA with ca_path' if not access.ca_path

@@ -15,36 +15,21 @@ the install disk with a rule (``install_disk``):
                                          a rule over the inventory: the smallest (or largest) disk
                                          that passes every given test; ties go to the first listed
 
-Sizes are MiB integers or strings with a unit ("8GiB", "512MiB", "1TB"). Every failure is an
-FvError that lists the disks there are and why each was passed over.
+Sizes are MiB integers or strings with a unit ("8GiB", "512MiB", "1TB"; engine/values.to_bytes reads
+them, as every size of the collection). Every failure is an FvError that lists the disks there are
+and why each was passed over.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.values import to_bytes
 
 RULE_KEYS = ('serial', 'name', 'path', 'wwn', 'min_size', 'max_size', 'model', 'media_type', 'prefer')
 SELECTORS = ('serial', 'name', 'path', 'wwn')
 DEFAULT_RULE: Dict[str, Any] = {'min_size': '8GiB', 'prefer': 'smallest'}
-
-_UNITS = {'': 2 ** 20, 'b': 1, 'k': 10 ** 3, 'kb': 10 ** 3, 'kib': 2 ** 10, 'm': 2 ** 20, 'mb': 10 ** 6,
-          'mib': 2 ** 20, 'g': 2 ** 30, 'gb': 10 ** 9, 'gib': 2 ** 30, 't': 2 ** 40, 'tb': 10 ** 12,
-          'tib': 2 ** 40}
-
-
-def size_bytes(value: Any, what: str = 'size') -> int:
-    """A size as bytes: an integer is MiB; a string may carry a unit ("512MiB", "8GiB", "1TB", "10G")."""
-    if isinstance(value, bool):
-        raise FvError('%s: expected a size such as 8192 (MiB) or "8GiB", got %r' % (what, value))
-    if isinstance(value, int):
-        return value * 2 ** 20
-    match = re.match(r'^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$', str(value))
-    if not match or match.group(2).lower() not in _UNITS:
-        raise FvError('%s: expected a size such as 8192 (MiB) or "8GiB", got %r' % (what, value))
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
 def human(size: Optional[int]) -> str:
@@ -80,14 +65,18 @@ def validate_rule(rule: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
         raise FvError('install_disk: give one of %s, not %s' % ('/'.join(SELECTORS), ' and '.join(selectors)))
     for key in ('min_size', 'max_size'):
         if rule.get(key) is not None:
-            rule[key] = size_bytes(rule[key], 'install_disk.%s' % key)
+            rule[key] = to_bytes(rule[key], 'install_disk.%s' % key)
     if rule.get('min_size') is not None and rule.get('max_size') is not None and rule['min_size'] > rule['max_size']:
-        raise FvError('install_disk: min_size %s is above max_size %s' % (human(rule['min_size']),
-                                                                         human(rule['max_size'])))
+        raise FvError('install_disk: min_size %s is above max_size %s'
+                      % (human(rule['min_size']), human(rule['max_size'])))
     prefer = rule.setdefault('prefer', 'smallest')
     if prefer not in ('smallest', 'largest'):
         raise FvError('install_disk.prefer: expected smallest or largest, got %r' % (prefer,))
     return rule
+
+
+def _wwn(value: Any) -> Any:
+    return str(value).lower().replace(':', '').replace('0x', '', 1) if value else value
 
 
 def _why_not(disk: Mapping[str, Any], rule: Mapping[str, Any]) -> Optional[str]:
@@ -98,8 +87,7 @@ def _why_not(disk: Mapping[str, Any], rule: Mapping[str, Any]) -> Optional[str]:
             continue
         have = disk.get(key)
         if key == 'wwn':
-            norm = (lambda v: str(v).lower().replace(':', '').replace('0x', '', 1) if v else v)
-            if norm(have) != norm(wanted):
+            if _wwn(have) != _wwn(wanted):
                 return 'wwn is %s' % (have or 'unknown')
         elif have != wanted:
             return '%s is %s' % (key, have if have is not None else 'unknown')

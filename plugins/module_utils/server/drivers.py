@@ -15,5 +15,5 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.qemu i
 def provision(module: Any) -> Dict[str, Any]:
     if module.params['driver'] == 'qemu':
         return with_connection(lambda conn, m: converge_one(QemuServer(conn, m.check_mode), m.params))(module)
-    from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.redfish import RedfishServer
-    return converge_one(RedfishServer(module.check_mode), module.params)
+    from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.redfish import provision as redfish
+    return redfish(module)

@@ -68,6 +68,7 @@ SERVER_ARGSPEC = dict(
     system=dict(type='str'),
     image_url=dict(type='str'),
     seed_url=dict(type='str'),
+    seed_path=dict(type='path'),
     install_disk=dict(type='dict', options=INSTALL_DISK_SPEC),
     install_force=dict(type='bool', default=False),
     address=dict(type='str'),
