@@ -67,7 +67,7 @@ def read_deps(moddir: str) -> Dict[str, List[str]]:
     deps = {}
     with open(os.path.join(moddir, 'modules.dep')) as handle:
         for line in handle:
-            mod, _, rest = line.partition(':')
+            mod, _unused, rest = line.partition(':')
             if mod.strip():
                 deps[mod.strip()] = rest.split()
     return deps

@@ -155,14 +155,14 @@ def guids(version: str, unique: bool = False) -> Tuple[uuid.UUID, Dict[str, uuid
     """The disk GUID and the partition GUIDs: fixed for a version, so the same inputs give the same
     disk; with ``unique``, random (an install)."""
     if unique:
-        return uuid.uuid4(), {name: uuid.uuid4() for name, _, _ in LAYOUT}
+        return uuid.uuid4(), {name: uuid.uuid4() for name, _type, _size in LAYOUT}
     disk = uuid.uuid5(NAMESPACE, 'firmvisor/%s/disk' % version)
-    return disk, {name: uuid.uuid5(NAMESPACE, 'firmvisor/%s/%s' % (version, name)) for name, _, _ in LAYOUT}
+    return disk, {name: uuid.uuid5(NAMESPACE, 'firmvisor/%s/%s' % (version, name)) for name, _type, _size in LAYOUT}
 
 
 def min_disk_size() -> int:
     """The smallest disk that holds the layout: 1 MiB in front, the partitions, 1 MiB behind."""
-    return ALIGN + sum(size for _, _, size in LAYOUT) + ALIGN
+    return ALIGN + sum(size for _name, _type, size in LAYOUT) + ALIGN
 
 
 def plan_table(size: Optional[int] = None, version: str = '0.0.0', unique: bool = False) -> Table:
@@ -239,7 +239,7 @@ def parse_gpt(head: bytes, sector_size: int = SECTOR, entries_lba: Optional[int]
     ``entries_lba``, the entries are at that sector of ``head`` whatever the header says (a backup
     GPT laid out as a primary one)."""
     header = head[sector_size:sector_size + GPT_HEADER_SIZE]
-    (signature, revision, size, crc, _, current, backup, first, last, disk, header_entries_lba, count, entry_size,
+    (signature, revision, size, crc, _unused, current, backup, first, last, disk, header_entries_lba, count, entry_size,
      entries_crc) = struct.unpack('<8sIIIIQQQQ16sQIII', header)
     entries_lba = header_entries_lba if entries_lba is None else entries_lba
     if signature != b'EFI PART':
@@ -540,8 +540,8 @@ def write_regions(handle, regions: Sequence[Region], sparse: bool) -> None:
             else:
                 handle.write(block)
         region.sha256 = digest.hexdigest()
-        log('wrote %-10s %6d MiB at %6d MiB  sha256 %s' % (region.name, -(-region.length // MIB),
-                                                         region.offset // MIB, region.sha256[:16]))
+        log('wrote %-10s %6d MiB at %6d MiB  sha256 %s'
+            % (region.name, -(-region.length // MIB), region.offset // MIB, region.sha256[:16]))
 
 
 def read_region(path: str, offset: int, length: int) -> str:
@@ -727,7 +727,7 @@ def pair_argument(parser: argparse.ArgumentParser, item: str) -> Tuple[str, str]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog='assemble.py', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='assemble.py', description=__doc__.split('\n', maxsplit=1)[0])
     commands = parser.add_subparsers(dest='command', required=True)
     disk = commands.add_parser('disk', help='write the GPT disk')
     disk.add_argument('--out', required=True)

@@ -300,7 +300,7 @@ def install(args, paths: Paths, log) -> int:
 
 
 def main(argv=None, paths: Optional[Paths] = None) -> int:
-    parser = argparse.ArgumentParser(prog='fv-install', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='fv-install', description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--target', help='the whole disk to install onto (default: the seed\'s install_to)')
     parser.add_argument('--seed', help='seed.json (default: the seed fv-state read at boot, else FVSEED)')
     parser.add_argument('--source', help='the installer medium\'s root (default: the live medium)')
@@ -317,7 +317,6 @@ def main(argv=None, paths: Optional[Paths] = None) -> int:
     except (HostError, OSError, subprocess.CalledProcessError) as exc:
         log('FAILED: %s%s' % (exc, '; the host stays live' if args.console else ''))
         return 1
-
 
 
 if __name__ == '__main__':

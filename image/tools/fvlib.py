@@ -208,7 +208,7 @@ def parse_grubenv(data: bytes) -> Dict[str, str]:
     values = {}
     for line in text[len(GRUBENV_HEADER):].split('\n'):
         if line and not line.startswith('#') and '=' in line:
-            key, _, value = line.partition('=')
+            key, _unused, value = line.partition('=')
             values[key] = value
     return values
 

@@ -402,8 +402,8 @@ def gate(paths: Paths, timeout: float = HEALTH_TIMEOUT, reboot=None, clock=time.
         pause(interval)
     if mode == 'slot':
         mark_good(paths)
-    say('firmvisor: health: %d checks passed in %.0f s%s' % (len(results), clock() - started,
-                                                            '; slot %s is good' % slot if slot else ''), paths)
+    good = '; slot %s is good' % slot if slot else ''
+    say('firmvisor: health: %d checks passed in %.0f s%s' % (len(results), clock() - started, good), paths)
     # The leading newline ends whatever systemd's ephemeral status line left on the terminal.
     say('\nfirmvisor ready', paths)
     return 0
@@ -436,7 +436,7 @@ def boot_failed(paths: Paths, why: str, seconds: float = 10.0, pause=time.sleep)
 
 
 def main(argv=None, paths: Optional[Paths] = None) -> int:
-    parser = argparse.ArgumentParser(prog='fvslot', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='fvslot', description=__doc__.split('\n', maxsplit=1)[0])
     commands = parser.add_subparsers(dest='command', required=True)
     commands.add_parser('status')
     write = commands.add_parser('write')

@@ -215,8 +215,8 @@ def fingerprint(root: str, members: Sequence[str]) -> str:
             st = os.lstat(os.path.join(root, rel))
         except OSError:
             continue
-        digest.update(('%s\0%o\0%d\0%d\0%d\0%d\n' % (rel, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                                                    st.st_ino)).encode())
+        line = '%s\0%o\0%d\0%d\0%d\0%d\n' % (rel, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        digest.update(line.encode())
     return digest.hexdigest()
 
 

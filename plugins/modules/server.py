@@ -155,6 +155,24 @@ options:
       - O(driver=qemu) only. The port on C(127.0.0.1) forwarded to the server's SSH. Defaults to the
         server's current one, else a free port.
     type: int
+  forwards:
+    description:
+      - O(driver=qemu) only. More TCP ports on C(127.0.0.1) forwarded to the server's management
+        NIC, besides SSH (say for a service on the server, or migration between servers on one
+        machine). The whole list, so a forward left out is removed; a changed list takes effect when
+        the server next boots, and the result warns so. Omitted, the server's current forwards are
+        kept.
+    type: list
+    elements: dict
+    suboptions:
+      port:
+        description: The port on C(127.0.0.1).
+        type: int
+        required: true
+      server_port:
+        description: The server's port it reaches.
+        type: int
+        required: true
   autostart:
     description: O(driver=qemu) only. Start the server with libvirtd.
     type: bool

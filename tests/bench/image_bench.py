@@ -336,8 +336,8 @@ def wait_console(console: str, pattern: re.Pattern, count: int, timeout: float, 
             if len(pattern.findall(handle.read())) >= count:
                 return time.monotonic()
         if proc.poll() is not None:
-            raise BenchError('QEMU exited (%s) waiting for %s; console end:\n%s' % (proc.returncode, pattern.pattern,
-                                                                                  tail(console)))
+            raise BenchError('QEMU exited (%s) waiting for %s; console end:\n%s'
+                             % (proc.returncode, pattern.pattern, tail(console)))
         if time.monotonic() > deadline:
             raise BenchError('no %s #%d within %d s; console end:\n%s' % (pattern.pattern, count, timeout, tail(console)))
         time.sleep(0.05)
@@ -486,7 +486,7 @@ class Bench:
         fv['packages'] = len(manifest.get('packages', {}))
         log('firmvisor: cold build %.1f s (module %.1f s)' % (seconds, fv['cold_module'] or 0))
         fv['cached_wall'], fv['cached_own'] = [], []
-        for _ in range(self.args.cached_runs):
+        for _unused in range(self.args.cached_runs):
             log('firmvisor: cached rebuild (the same call again)')
             seconds, result = self.image_build(force=False)
             if result.get('changed'):
@@ -685,7 +685,7 @@ class Bench:
             handle.truncate((fs_mib + 2) * MIB)
         table = ('label: gpt\nunit: sectors\nstart=2048, size=%d, type=%s, name=%s\n'
                  % (fs_mib * 2048, LINUX_GUID, PLAIN_PARTLABEL))
-        proc = subprocess.run(['sfdisk', '--quiet', disk], input=table, text=True, capture_output=True)
+        proc = subprocess.run(['sfdisk', '--quiet', disk], input=table, text=True, capture_output=True, check=False)
         if proc.returncode != 0:
             raise BenchError('plain: sfdisk failed: %s' % proc.stderr)
         run(['dd', 'if=' + ext4, 'of=' + disk, 'bs=1M', 'seek=1', 'conv=notrunc,sparse', 'status=none'], blog)
@@ -748,7 +748,7 @@ class Bench:
         fv['steps'] = manifest.get('steps', [])
         fv['packages'] = len(manifest.get('packages', {}))
         fv['cached_wall'], fv['cached_own'] = [], []
-        for _ in range(self.args.cached_runs):
+        for _unused in range(self.args.cached_runs):
             seconds, result = self.image_build(force=False)
             if result.get('changed'):
                 raise BenchError('the cached rebuild reported changed=true (reason: %s)' % result.get('reason'))
@@ -927,6 +927,7 @@ def render(results: Dict[str, Any]) -> str:
     lines += ['| %s | %.1f | %s |' % (s['step'], s['seconds'], times(s['seconds'], cpu_base)) for s in plain['steps']]
     lines += ['| (not build time) squashfs of the plain tree for the size figure | %.1f | %s |'
               % (plain['squash_seconds'], times(plain['squash_seconds'], cpu_base))]
+
     def shutdowns(boots: List[Dict[str, Any]]) -> str:
         return ', '.join('#%d %s%s' % (i + 1, b['down'], ' (%.0f s)' % b['down_seconds'] if b['down_seconds'] else '')
                          for i, b in enumerate(boots))
@@ -994,7 +995,7 @@ def write_report(path: str, generated: str) -> None:
     if BEGIN not in text or END not in text:
         text = text.rstrip('\n') + '\n\n' + BEGIN + '\n' + END + '\n'
     head, rest = text.split(BEGIN, 1)
-    _, after = rest.split(END, 1)
+    _unused, after = rest.split(END, 1)
     with open(path, 'w') as handle:
         handle.write(head + generated.rstrip('\n') + after)
 

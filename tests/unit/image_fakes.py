@@ -38,4 +38,3 @@ def make_tree(root, packages='tiny'):
 def ran_from(log_text):
     """The paths the fake steps say they ran from, in build.log."""
     return [line.split('ran from ', 1)[1].strip() for line in log_text.splitlines() if line.startswith('ran from ')]
-

@@ -46,8 +46,8 @@ def test_prune_removes_files_and_empty_folders(tmp_path):
 
 def test_load_order_dependencies_first_each_once():
     soft = {'ext4': ['crc32c_generic']}
-    groups, missing = kmodules.load_order(DEPS, soft, {'overlay'}, [['sd_mod', 'virtio_blk', 'ext4', 'overlay',
-                                                                      'nosuch'], ['megaraid_sas', 'sd_mod']])
+    wanted = [['sd_mod', 'virtio_blk', 'ext4', 'overlay', 'nosuch'], ['megaraid_sas', 'sd_mod']]
+    groups, missing = kmodules.load_order(DEPS, soft, {'overlay'}, wanted)
     first, later = groups
     assert first == ['kernel/lib/crc-t10dif.ko.xz', 'kernel/drivers/scsi/scsi_mod.ko.xz',
                      'kernel/drivers/scsi/sd_mod.ko.xz', 'kernel/drivers/virtio/virtio_ring.ko.xz',

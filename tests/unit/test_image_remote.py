@@ -112,7 +112,8 @@ def playbook(build_host, tree, dest, *, check=False):
                ANSIBLE_LOCAL_TEMP=os.path.join(work, 'local-tmp'), ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0',
                ANSIBLE_STDOUT_CALLBACK='default')
     argv = [PLAYBOOK, '-i', inventory, play] + (['--check'] if check else [])
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=work, timeout=300)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=work, timeout=300,
+                          check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     line = next(line for line in proc.stdout.splitlines() if '"msg": "RESULT ' in line)
     result = json.loads(json.loads('{%s}' % line.strip())['msg'][len('RESULT '):])

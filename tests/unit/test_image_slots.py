@@ -102,14 +102,14 @@ def decide(values, valid=('A', 'B')):
 
 
 def test_a_fresh_disk_boots_a_and_takes_a_try():
-    slot, saved, _ = decide(fvlib.parse_grubenv(assemble.initial_grubenv()), ['A'])
+    slot, saved, _unused = decide(fvlib.parse_grubenv(assemble.initial_grubenv()), ['A'])
     assert slot == 'A' and saved['fv_tries_A'] == '2' and saved['fv_tries_B'] == '0'
 
 
 def test_a_trial_runs_out_of_tries_then_falls_back():
     values = {'fv_active': 'A', 'fv_next': 'B', 'fv_tries_A': '3', 'fv_tries_B': '2'}
     slots = []
-    for _ in range(3):
+    for _unused in range(3):
         slot, values, said = decide(values)
         slots.append(slot)
     assert slots == ['B', 'B', 'A'] and 'failed its trial' in said
@@ -125,7 +125,7 @@ def test_a_known_good_slot_out_of_tries_hands_over_to_the_other():
     slot, values, said = decide({'fv_active': 'A', 'fv_next': '', 'fv_tries_A': '0', 'fv_tries_B': '3'})
     assert slot == 'B' and values['fv_tries_B'] == '2' and 'slot A failed' in said
     assert decide({'fv_active': 'A', 'fv_tries_A': '0', 'fv_tries_B': '3'}, ['A'])[2].startswith('no slot has tries')
-    slot, values, _ = decide({'fv_active': 'B', 'fv_tries_A': '0', 'fv_tries_B': '0'})
+    slot, values, _unused = decide({'fv_active': 'B', 'fv_tries_A': '0', 'fv_tries_B': '0'})
     assert slot == 'B' and values['fv_tries_B'] == '2' and values['fv_tries_A'] == '3'  # never gives up
 
 
@@ -156,14 +156,14 @@ def test_write_then_trial_then_good(host):
     assert status['trial'] and not status['marked_good'] and status['tries'] == {'A': 3, 'B': 1}
     assert fvslot.mark_good(paths) == 'B'
     assert env(tmp) == {'fv_active': 'B', 'fv_next': '', 'fv_tries_A': '3', 'fv_tries_B': '3'}
-    assert [boot(paths, tmp) for _ in range(2)] == ['B', 'B']
+    assert [boot(paths, tmp) for _unused in range(2)] == ['B', 'B']
 
 
 def test_a_trial_never_marked_good_falls_back(host):
     paths, tmp = host
     write(paths, tmp)
     fvslot.boot_once(paths, count=2)
-    assert [boot(paths, tmp) for _ in range(3)] == ['B', 'B', 'A']
+    assert [boot(paths, tmp) for _unused in range(3)] == ['B', 'B', 'A']
     status = fvslot.status(paths)
     assert status['booted'] == 'A' and status['marked_good'] and status['next'] is None
 
@@ -344,7 +344,7 @@ def test_a_failing_trial_reboots_and_runs_out_of_tries(host, monkeypatch, capsys
     check.chmod(0o755)
     fake_checks(monkeypatch, {'libvirtd': ['pass']})
     reboots = []
-    for _ in range(2):
+    for _unused in range(2):
         assert boot(paths, tmp) == 'B'
         assert fvslot.gate(paths, 300, reboot=lambda: reboots.append(1)) == 1
     out = capsys.readouterr().out
@@ -386,7 +386,7 @@ def test_builtin_checks(host, monkeypatch):
     paths.ssh_port = server.getsockname()[1]
 
     def answer():
-        conn, _ = server.accept()
+        conn, _unused = server.accept()
         conn.sendall(b'SSH-2.0-OpenSSH_9.2\r\n')
         conn.close()
     thread = threading.Thread(target=answer)
@@ -405,7 +405,7 @@ def test_dropin_outcomes(host):
         (folder / name).write_text('#!/bin/sh\nexit %d\n' % code)
         (folder / name).chmod(0o755)
     (folder / '40-not-executable').write_text('#!/bin/sh\nexit 9\n')
-    assert [(n, o) for n, o, _ in fvslot.dropin_checks(paths)] == [
+    assert [(n, o) for n, o, _unused in fvslot.dropin_checks(paths)] == [
         ('health.d/10-pass', 'pass'), ('health.d/20-later', 'wait'), ('health.d/30-broken', 'fail')]
 
 

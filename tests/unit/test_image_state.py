@@ -35,7 +35,7 @@ def test_good_seed():
 
 def test_minimal_dhcp_seed():
     seed, problems = fvlib.parse_seed('{"hostname": "hv2", "authorized_keys": ["%s"], '
-                                        '"network": {"mode": "dhcp"}}' % KEY)
+                                      '"network": {"mode": "dhcp"}}' % KEY)
     assert problems == []
     assert (seed.hostname, seed.network, seed.install_to) == ('hv2', {'mode': 'dhcp'}, None)
 
@@ -86,7 +86,7 @@ def test_bad_values_are_reported_and_dropped():
 ])
 def test_bad_network(network, problem):
     seed, problems = fvlib.parse_seed(json.dumps({'hostname': 'hv1', 'authorized_keys': [KEY],
-                                                    'network': network}))
+                                                  'network': network}))
     assert seed.network == {'mode': 'dhcp'}
     assert len(problems) == 1 and problem in problems[0] and 'DHCP' in problems[0]
 
@@ -99,7 +99,7 @@ def test_missing_fields_give_defaults():
 
 
 def test_seed_files_static_and_dhcp():
-    seed, _ = fvlib.parse_seed(json.dumps({
+    seed, _unused = fvlib.parse_seed(json.dumps({
         'hostname': 'hv1', 'authorized_keys': [KEY],
         'network': {'mode': 'static', 'address': '192.0.2.10/24', 'gateway': '192.0.2.1', 'dns': ['192.0.2.53']}}))
     files = fvstate.seed_files(seed, NIC)
@@ -127,7 +127,7 @@ def test_first_nic_is_the_first_pci_ethernet_controller(tmp_path):
 
 
 def test_write_files(tmp_path):
-    seed, _ = fvlib.parse_seed(json.dumps({'hostname': 'hv1', 'authorized_keys': [KEY]}))
+    seed, _unused = fvlib.parse_seed(json.dumps({'hostname': 'hv1', 'authorized_keys': [KEY]}))
     fvstate.write_files(str(tmp_path), fvstate.seed_files(seed, None))
     assert (tmp_path / 'etc' / 'hostname').read_text() == 'hv1\n'
     keys = tmp_path / 'root' / '.ssh' / 'authorized_keys'
@@ -549,7 +549,7 @@ def test_apply_first_boot_imports_the_seed_and_saves(host):
     assert '127.0.1.1\thv1' in (root / 'etc/hosts').read_text()
     assert 'DHCP=yes' in (host['runnet'] / fvstate.DEFAULT_NETWORK).read_text()
     assert not (state / fvstate.SEED_PENDING).exists()
-    _, members = fvstate.read_state(str(state / 'slots/A/config.tar'))
+    _unused, members = fvstate.read_state(str(state / 'slots/A/config.tar'))
     assert {'etc/hostname', 'root/.ssh/authorized_keys', 'etc/ssh/ssh_host_ed25519_key'} <= {m.name for m in members}
     key = (root / 'etc/ssh/ssh_host_ed25519_key.pub').read_text()
     # The next boot restores; the seed is not read again; the host key is the same.

@@ -5,33 +5,19 @@ and the digest that skips a rebuild."""
 
 from __future__ import annotations
 
-import glob
-import importlib.util
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server import seed as seedmod
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+from image_tools import fvlib
+
 KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGbq3Gkz0ZVzK5x0B8m3G0dFj8sM0h6n9Vw2y1tQ2Z3a ops@example'
 KEY2 = 'ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY= backup'
-
-
-def fvstate():
-    """The image's own fv-state module (wherever the image's source lives now)."""
-    paths = sorted(glob.glob(os.path.join(REPO, 'image', '**', 'fvstate.py'), recursive=True) +
-                   glob.glob(os.path.join(REPO, 'roles', 'image', '**', 'fvstate.py'), recursive=True))
-    assert paths, 'fvstate.py not found in the repository'
-    spec = importlib.util.spec_from_file_location('fvstate_for_seed_tests', paths[0])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def sample(**overrides):
@@ -61,7 +47,7 @@ def test_seed_document_and_json():
 
 
 def test_the_image_reads_it_without_a_single_problem():
-    module = fvstate()
+    module = fvlib
     for seed in (sample(), sample(network=None, install_to=None), sample(install_force=True),
                  sample(network={'mode': 'static', 'address': '2001:db8::7/64', 'gateway': '2001:db8::1'})):
         parsed, problems = module.parse_seed(seedmod.seed_json(seed))
@@ -134,7 +120,7 @@ def test_floppy_image(tmp_path):
     assert names.split() == ['::/seed.json']
     data = subprocess.run(['mtype', '-i', dest, '::seed.json'], check=True, capture_output=True).stdout
     assert data == seedmod.seed_json(seed)
-    parsed, problems = fvstate().parse_seed(data)
+    parsed, problems = fvlib.parse_seed(data)
     assert problems == [] and parsed.install_to == '/dev/sda'
 
 

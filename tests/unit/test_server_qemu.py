@@ -16,7 +16,7 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.runner
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.xmldoc import Document
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.options import SERVER_ARGSPEC
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.qemu import (
-    QemuServer, forwarded_port, management,
+    QemuServer, forwarded_port, management, other_forwards,
 )
 
 KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB6lPBsEOBxTtXx8t/mnqGW3S0Tf6xUaE4b4L6YmhgvH test@fv'
@@ -53,7 +53,7 @@ def qemu_args_kept():
         holder = doc.ensure('metadata/{urn:fvtest}qemu')
         for value in args:
             holder.append(Document('<arg xmlns="urn:fvtest" value="%s"/>' % value).root)
-    index = next(i for i, opt in enumerate(options.VM_OPTIONS) if opt.name == 'qemu_args')
+    index = [opt.name for opt in options.VM_OPTIONS].index('qemu_args')
     real = options.VM_OPTIONS[index]
     options.VM_OPTIONS[index] = Option('qemu_args', type='list', elements='str', read=read, write=write)
     yield
@@ -143,6 +143,9 @@ def test_absent_keeps_data_disks_unless_asked(conn, tmp_path):
     (dict(ssh_authorized_keys=['not a key']), 'server hv1: seed: ssh_authorized_keys\\[0\\] is not an SSH public key'),
     (dict(pool='nopool'), "storage pool 'nopool' does not exist"),
     (dict(networks=['nonet']), "network 'nonet' does not exist"),
+    (dict(ssh_port=40022, forwards=[{'port': 40022, 'server_port': 80}]),
+     'server hv1: forwards: port 40022 on 127.0.0.1 is given twice'),
+    (dict(forwards=[{'port': 40080, 'server_port': 70000}]), 'server hv1: forwards: server_port 70000 is not a TCP port'),
 ])
 def test_bad_input_changes_nothing(conn, tmp_path, options, message):
     calls = []
@@ -156,3 +159,18 @@ def test_bad_input_changes_nothing(conn, tmp_path, options, message):
 def test_management_forward_round_trip():
     assert forwarded_port(management(40123)) == 40123
     assert 'restrict=on' in management(1)[1] and forwarded_port(['-m', '1G']) is None
+    rules = [{'port': 40080, 'server_port': 8080}, {'port': 40049, 'server_port': 49152}]
+    args = management(40123, rules)
+    assert args[1] == ('user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:40123-:22,'
+                       'hostfwd=tcp:127.0.0.1:40080-:8080,hostfwd=tcp:127.0.0.1:40049-:49152')
+    assert forwarded_port(args) == 40123 and other_forwards(args) == rules
+
+
+def test_forwards_kept_unless_declared(conn, tmp_path):
+    rules = [{'port': 40080, 'server_port': 8080}]
+    made = server(conn, image=image(tmp_path), forwards=rules)
+    assert made['server']['forwards'] == rules
+    assert not server(conn, image=image(tmp_path))['changed'], 'omitted: the current forwards are kept'
+    changed = server(conn, image=image(tmp_path), forwards=[])
+    assert changed['changed'] and changed['server']['forwards'] == []
+    assert changed['diff']['before']['forwards'] == rules and changed['diff']['after']['forwards'] == []

@@ -27,7 +27,7 @@ import sys
 import tarfile
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
 
@@ -306,12 +306,12 @@ class Builder:
         }
         return commands[step_id]
 
-    def copy_kernel(self) -> None:
+    def copy_kernel(self, log: IO[str]) -> None:
         kernels = sorted(glob.glob(os.path.join(self.rootfs, 'boot', 'vmlinuz-*')))
         if len(kernels) != 1:
             raise RuntimeError('expected one kernel in %s/boot, found %d' % (self.rootfs, len(kernels)))
         shutil.copyfile(kernels[0], self.pieces[KERNEL])
-        print('kernel: %s' % os.path.basename(kernels[0]))
+        log.write('kernel: %s\n' % os.path.basename(kernels[0]))
 
     def run_step(self, step_id: str) -> Dict[str, Any]:
         state = self.state()
@@ -339,9 +339,9 @@ class Builder:
                           step=step.id, seconds=seconds)
         return {'step': step.id, 'title': step.title, 'seconds': seconds}
 
-    def _python_step(self, log) -> int:
+    def _python_step(self, log: IO[str]) -> int:
         try:
-            self.copy_kernel()
+            self.copy_kernel(log)
         except (OSError, RuntimeError) as exc:
             log.write('error: %s\n' % exc)
             return 1

@@ -9,6 +9,10 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.conne
 
 DRIVERS = ('qemu', 'redfish')
 
+FORWARD_SPEC = dict(
+    port=dict(type='int', required=True),
+    server_port=dict(type='int', required=True),
+)
 BMC_SPEC = dict(
     address=dict(type='str', required=True),
     username=dict(type='str'),
@@ -61,6 +65,7 @@ SERVER_ARGSPEC = dict(
     data_disks=dict(type='list', elements='dict', options=DATA_DISK_SPEC),
     networks=dict(type='list', elements='str'),
     ssh_port=dict(type='int'),
+    forwards=dict(type='list', elements='dict', options=FORWARD_SPEC),
     autostart=dict(type='bool'),
     remove_disks=dict(type='bool', default=False),
     # redfish

@@ -32,23 +32,39 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.probe 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.seed import build_seed, write_seed_iso
 
 ADDRESS = '127.0.0.1'
-_FORWARD = re.compile(r'hostfwd=tcp:127\.0\.0\.1:(\d+)-:22')
+_FORWARD = re.compile(r'hostfwd=tcp:127\.0\.0\.1:(\d+)-:(\d+)')
+SSH = 22
 VM_DEFAULTS = {key: spec.get('default') for key, spec in VM_ARGSPEC.items()}
 
 
-def management(port: int) -> List[str]:
-    """QEMU arguments of the management NIC: user networking that reaches nothing but one SSH
-    forward on 127.0.0.1, at a PCI address before libvirt's own NICs (the image's first NIC)."""
-    return ['-netdev', 'user,id=mgmt,restrict=on,hostfwd=tcp:%s:%d-:22' % (ADDRESS, port),
+def management(port: int, forwards: Sequence[Mapping[str, int]] = ()) -> List[str]:
+    """QEMU arguments of the management NIC: user networking that reaches nothing but the SSH
+    forward (and the declared forwards) on 127.0.0.1, at a PCI address before libvirt's own NICs
+    (the image's first NIC)."""
+    rules = [(port, SSH)] + [(f['port'], f['server_port']) for f in forwards]
+    return ['-netdev', ','.join(['user,id=mgmt,restrict=on'] +
+                                ['hostfwd=tcp:%s:%d-:%d' % (ADDRESS, host, inside) for host, inside in rules]),
             '-device', 'virtio-net-pci,netdev=mgmt,addr=0x10']
 
 
-def forwarded_port(qemu_args: Optional[Sequence[str]]) -> Optional[int]:
+def forwarded(qemu_args: Optional[Sequence[str]]) -> List[Dict[str, int]]:
+    """The management NIC's forwards on 127.0.0.1, in order: [{port, server_port}]."""
     for arg in qemu_args or []:
-        match = _FORWARD.search(arg)
-        if match:
-            return int(match.group(1))
-    return None
+        if arg.startswith('user,id=mgmt,'):
+            return [{'port': int(host), 'server_port': int(inside)} for host, inside in _FORWARD.findall(arg)]
+    return []
+
+
+def forwarded_port(qemu_args: Optional[Sequence[str]]) -> Optional[int]:
+    """The port on 127.0.0.1 forwarded to the server's SSH."""
+    return next((f['port'] for f in forwarded(qemu_args) if f['server_port'] == SSH), None)
+
+
+def other_forwards(qemu_args: Optional[Sequence[str]]) -> List[Dict[str, int]]:
+    """The forwards besides the SSH one (the first forward to port 22)."""
+    rules = forwarded(qemu_args)
+    ssh = next((f for f in rules if f['server_port'] == SSH), None)
+    return [f for f in rules if f is not ssh]
 
 
 def uri(port: int, key: Optional[str] = None) -> str:
@@ -86,8 +102,9 @@ class QemuServer(Resource):
                 volume = self.volumes.read([(flash['pool'], flash['name'])])[(flash['pool'], flash['name'])]
                 backing = volume.runtime['backing'] if volume is not None else None
                 image = backing.rsplit('/', 1)[-1] if backing else None
-            runtime = dict(actual.runtime, image=image, port=forwarded_port(actual.values.get('qemu_args')),
-                           pool=flash['pool'] if flash else None)
+            qemu_args = actual.values.get('qemu_args')
+            runtime = dict(actual.runtime, image=image, port=forwarded_port(qemu_args),
+                           forwards=other_forwards(qemu_args), pool=flash['pool'] if flash else None)
             result[name] = Actual(actual.obj, actual.doc, actual.values, runtime)
         return result
 
@@ -95,16 +112,17 @@ class QemuServer(Resource):
         if actual is None:
             return dict(ABSENT)
         return self.project(key, self.vm.view(key, actual), actual.runtime['image'], actual.runtime['port'],
-                            actual.runtime['pool'])
+                            actual.runtime['pool'], actual.runtime['forwards'])
 
     def project(self, name: str, vm: Mapping[str, Any], image: Optional[str], port: Optional[int],
-                pool: Optional[str]) -> Dict[str, Any]:
+                pool: Optional[str], forwards: Sequence[Mapping[str, int]]) -> Dict[str, Any]:
         """The server as results show it: its VM's view, seen as a server."""
         own = set(self.names(name).values())
         return {
             'name': name, 'driver': 'qemu', 'state': vm.get('state'), 'uuid': vm.get('uuid'),
             'image': image, 'version': volume_version(image),
             'address': ADDRESS if port else None, 'port': port, 'uri': uri(port) if port else None,
+            'forwards': [dict(f) for f in forwards],
             'vcpus': vm.get('vcpus'), 'memory': vm.get('memory'), 'firmware': vm.get('firmware'), 'pool': pool,
             'data_disks': [d['name'] for d in vm.get('disks') or [] if d.get('name') not in own
                            and d.get('device') == 'disk'],
@@ -132,6 +150,7 @@ class QemuServer(Resource):
         pool, names = params['pool'], self.names(name)
         port = actual.runtime['port'] if actual is not None and actual.runtime['port'] else None
         port = params.get('ssh_port') or port or free_port(ADDRESS)
+        forwards = self._forwards(params, actual, port)
         try:
             base_path = '%s/%s' % (self._pool_path(pool), image.volume)
         except FvError as exc:
@@ -157,7 +176,7 @@ class QemuServer(Resource):
         if creating:
             children.append(self.volumes.plan(flash_spec, None))
             children.append(self.volumes.plan(seed_spec, None, maker=make_seed))
-        vm_plan = self.vm.plan(self._vm_params(params, name, port, planned=creating), actual)
+        vm_plan = self.vm.plan(self._vm_params(params, name, port, forwards, planned=creating), actual)
         children.append(vm_plan)
         handle = Handle(actual.obj if actual is not None else None)
         starts = creating or actual.runtime['state'] in ('stopped', 'crashed')
@@ -180,13 +199,32 @@ class QemuServer(Resource):
             actions.append(self._wait_ready(name, port, params['wait_timeout']))
 
         flashed = image.volume if flashing else actual.runtime['image']
-        after = self.project(name, vm_plan.after, flashed, port, pool if creating else actual.runtime['pool'])
+        after = self.project(name, vm_plan.after, flashed, port, pool if creating else actual.runtime['pool'],
+                             forwards)
         return Plan(self, name, what, self.view(name, actual), after,
-                    ('state', 'version', 'port', 'vcpus', 'memory', 'data_disks', 'networks'),
+                    ('state', 'version', 'port', 'forwards', 'vcpus', 'memory', 'data_disks', 'networks'),
                     runtime={'state': 'running', 'image': flashed}, actions=tuple(actions),
                     children=tuple(children), warnings=tuple(warnings), facts=facts)
 
-    def _vm_params(self, params: Mapping[str, Any], name: str, port: int, planned: bool) -> Dict[str, Any]:
+    def _forwards(self, params: Mapping[str, Any], actual: Optional[Actual], port: int) -> List[Dict[str, int]]:
+        """The declared forwards besides SSH (the current ones when none are declared), checked."""
+        declared = params.get('forwards')
+        if declared is None:
+            return list(actual.runtime['forwards']) if actual is not None else []
+        forwards = [{'port': f['port'], 'server_port': f['server_port']} for f in declared]
+        ports = [port] + [f['port'] for f in forwards]
+        for rule in forwards:
+            for key in ('port', 'server_port'):
+                if not 0 < rule[key] < 65536:
+                    raise FvError('%s: forwards: %s %d is not a TCP port' % (self.what(params['name']), key, rule[key]))
+        taken = sorted(p for p in set(ports) if ports.count(p) > 1)
+        if taken:
+            raise FvError('%s: forwards: port %s on %s is given twice (ssh_port is %d)'
+                          % (self.what(params['name']), ', '.join(map(str, taken)), ADDRESS, port))
+        return forwards
+
+    def _vm_params(self, params: Mapping[str, Any], name: str, port: int, forwards: Sequence[Mapping[str, int]],
+                   planned: bool) -> Dict[str, Any]:
         names = self.names(name)
         pool = params['pool']
         disks: List[Dict[str, Any]] = [{'pool': pool, 'name': names['flash'], 'boot': 1, 'bus': 'virtio',
@@ -200,7 +238,7 @@ class QemuServer(Resource):
                     machine='q35', firmware=params['firmware'], vcpus=params['vcpus'], memory=params['memory'],
                     watchdog='i6300esb', disks=disks,
                     interfaces=[{'network': network} for network in params.get('networks') or []],
-                    qemu_args=management(port), autostart=params.get('autostart'),
+                    qemu_args=management(port, forwards), autostart=params.get('autostart'),
                     shutdown_timeout=params['shutdown_timeout'])
 
     def _pool_path(self, pool: str) -> str:

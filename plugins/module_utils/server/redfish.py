@@ -32,9 +32,10 @@ import subprocess
 import threading
 import time
 import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from ansible.module_utils.urls import open_url
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError, FvTimeout
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.plan import Action, Actual, Note, Plan
@@ -95,6 +96,12 @@ PROBE = ('echo "version=$(cat /etc/firmvisor/version 2>/dev/null)"; '
          'journalctl -b -u firmvisor-install -o cat --no-pager 2>/dev/null | tail -n 400 | sed "s/^/journal=/";; '
          '*) echo live=0;; esac')
 FOLLOW = 'journalctl -b -u firmvisor-install -o cat -f --no-pager -n all'
+
+
+def content_length(url: str) -> Optional[str]:
+    """The Content-Length a HEAD of url answers (None when not given); urllib's errors as raised."""
+    with open_url(url, method='HEAD', timeout=10) as reply:
+        return reply.headers.get('Content-Length')
 
 
 @dataclass(frozen=True)
@@ -187,7 +194,8 @@ class JournalFollower:
         threading.Thread(target=self._read, args=(proc,), daemon=True, name='fv-journal').start()
 
     def _read(self, proc: subprocess.Popen) -> None:
-        assert proc.stdout is not None
+        if proc.stdout is None:
+            return
         for line in proc.stdout:
             self._queue.put(line.rstrip('\n'))
         self._queue.put(None)
@@ -358,7 +366,8 @@ class RedfishServer(Resource):
 
     # ---- planning ---------------------------------------------------------------------------------
     def plan(self, params: Mapping[str, Any], actual: Optional[Actual]) -> Plan:
-        assert actual is not None  # a BMC's system is always there (a missing one fails the read)
+        if actual is None:  # a BMC's system is always there (a missing one fails the read)
+            raise FvError('server %s: nothing was read from the BMC' % params['name'])
         name = params['name']
         if params.get('state') == 'absent':
             return self._removal(name, actual)
@@ -542,8 +551,7 @@ class RedfishServer(Resource):
         """Refuses an image_url that is missing or serves another file than the image's ISO; one this
         host cannot reach is only a warning (the BMC may reach what the controller does not)."""
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, method='HEAD'), timeout=10) as reply:
-                length = reply.headers.get('Content-Length')
+            length = content_length(url)
         except urllib.error.HTTPError as exc:
             raise FvError('image_url %s: HTTP %d (%s): nothing for the BMC to boot' % (url, exc.code, exc.reason))
         except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -558,8 +566,7 @@ class RedfishServer(Resource):
     def _write_seed(self, seed: Mapping[str, Any], path: str, url: str) -> None:
         ensure_seed_image(seed, path, SEED_FORMAT)
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, method='HEAD'), timeout=10) as reply:
-                length = reply.headers.get('Content-Length')
+            length = content_length(url)
         except urllib.error.HTTPError as exc:
             raise FvError('seed_url %s: HTTP %d: it does not serve seed_path %s' % (url, exc.code, path))
         except (urllib.error.URLError, OSError, ValueError):
