@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """kmodules.py: the kernel-module decisions of the image build (standard library only).

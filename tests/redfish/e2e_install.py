@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """End-to-end proof (a dev script, not a test): install the firmvisor image onto a blank QEMU box

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A Redfish lab on 127.0.0.1: sushy-emulator (Basic auth, self-signed TLS) over the local libvirtd,
