@@ -53,6 +53,8 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from bench import replace_section
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 FILES = os.path.join(ROOT, 'image')
@@ -987,16 +989,7 @@ def render(results: Dict[str, Any]) -> str:
 
 
 def write_report(path: str, generated: str) -> None:
-    text = ''
-    if os.path.exists(path):
-        with open(path) as handle:
-            text = handle.read()
-    if BEGIN not in text or END not in text:
-        text = text.rstrip('\n') + '\n\n' + BEGIN + '\n' + END + '\n'
-    head, rest = text.split(BEGIN, 1)
-    _unused, after = rest.split(END, 1)
-    with open(path, 'w') as handle:
-        handle.write(head + generated.rstrip('\n') + after)
+    replace_section(path, BEGIN, END, generated)
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:

@@ -52,6 +52,7 @@ sys.path.insert(0, os.path.join(ROOT, 'tests', 'redfish'))
 sys.path.insert(0, COLLECTIONS)
 
 import image_bench as ib  # noqa: E402  (the guest-boot baseline and QEMU helpers)
+from bench import replace_section  # noqa: E402
 from harness import Lab  # noqa: E402
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.plan import Action, Plan  # noqa: E402
@@ -466,22 +467,9 @@ def main(argv: List[str]) -> int:
     if args.no_write:
         print(generated)
     else:
-        _write(args.report, generated)
+        replace_section(args.report, BEGIN, END, generated)
         log('wrote the server section of %s' % args.report)
     return 0
-
-
-def _write(path: str, generated: str) -> None:
-    text = ''
-    if os.path.exists(path):
-        with open(path) as handle:
-            text = handle.read()
-    if BEGIN not in text or END not in text:
-        text = text.rstrip('\n') + '\n\n' + BEGIN + '\n' + END + '\n'
-    head, rest = text.split(BEGIN, 1)
-    after = rest.split(END, 1)[1]
-    with open(path, 'w') as handle:
-        handle.write(head + generated.rstrip('\n') + after)
 
 
 if __name__ == '__main__':
