@@ -216,3 +216,18 @@ def test_running_vm_devices_are_unplugged_live_or_wait_for_the_restart(conn):
     assert len(unplugs) == 2
     # The test driver cannot unplug: the module says the devices go at the next restart.
     assert result['reboot_required'] and any('next restart' in w for w in result['warnings'])
+
+
+def test_a_disk_from_a_source_takes_the_format_its_volume_is_made_with(conn, tmp_path):
+    """No format declared: the new volume takes its source's (raw for an ISO), and so does the disk's
+    driver (not the qcow2 of a volume made with a size)."""
+    from recording import Recorder
+    from test_server_qemu import FAKES
+    iso = tmp_path / 'media.iso'
+    iso.write_bytes(b'\0' * 65536)
+    disks = [{'pool': 'vms', 'size': 16}, {'pool': 'vms', 'name': 'web1-media.iso', 'source': str(iso), 'device': 'cdrom'}]
+    result = converge_one(Vm(Recorder(conn, [], fake=FAKES)), spec(**dict(BASIC, disks=disks)))
+    assert 'import %s into volume vms/web1-media.iso' % iso in result['actions']
+    doc = Document(conn.lookupByName('web1').XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    types = {disk.get('device'): disk.find('driver').get('type') for disk in doc.findall('devices/disk')}
+    assert types == {'disk': 'qcow2', 'cdrom': 'raw'}

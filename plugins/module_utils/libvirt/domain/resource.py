@@ -229,7 +229,10 @@ class Vm(Resource):
             if disk.get('size') is not None or disk.get('source'):
                 spec = {'pool': disk['pool'], 'name': disk['name'], 'size': disk.get('size'),
                         'format': disk.get('format'), 'source': disk.get('source'), 'backing': disk.get('backing')}
-                children.append(self.volumes.plan(spec, volume))
+                child = self.volumes.plan(spec, volume)
+                children.append(child)
+                if volume is None:  # the disk's driver takes the format the volume is made with
+                    disk['_format'] = child.after.get('format')
             elif volume is None and not disk.get('_planned'):  # _planned: a sibling plan creates it first
                 raise FvError('disk volume %s/%s does not exist; give size or source to create it'
                               % (disk['pool'], disk['name']))
