@@ -29,7 +29,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -39,6 +38,8 @@ import urllib.request
 from typing import Any, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..', '..', 'roles', 'provision', 'files'))
+from serve import stop_group  # noqa: E402  (the media server's own: the same process groups)
 URI = 'qemu:///system'
 USER = 'fvrf-admin'
 PREFIX = 'fvrf2'   # what every object of a lab is named after: <prefix>-<name>-...
@@ -320,7 +321,7 @@ class Lab:
         markers = {'emulator': 'sushy-emulator', 'http': 'http.server'}
         for key, pid in sorted((self.state.get('pids') or {}).items()):
             if self._alive(pid, markers.get(key, key)):
-                _stop_group(pid)
+                stop_group(pid)
                 removed.append('process %s (%d)' % (key, pid))
         removed += self._remove_libvirt()
         # the console log and libvirt's own QEMU log of the box
@@ -423,26 +424,6 @@ def _links(doc: Any) -> List[str]:
         for value in doc:
             found.extend(_links(value))
     return found
-
-
-def _stop_group(pid: int, grace: float = 10.0) -> None:
-    """SIGTERM the process group the harness started (start_new_session), SIGKILL after ``grace``."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                break
-        except ChildProcessError:
-            if not os.path.exists('/proc/%d' % pid):
-                break
-        time.sleep(0.1)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
 
 
 def _tail(path: str, lines: int = 15) -> str:

@@ -226,8 +226,21 @@ def test_a_disk_from_a_source_takes_the_format_its_volume_is_made_with(conn, tmp
     iso = tmp_path / 'media.iso'
     iso.write_bytes(b'\0' * 65536)
     disks = [{'pool': 'vms', 'size': 16}, {'pool': 'vms', 'name': 'web1-media.iso', 'source': str(iso), 'device': 'cdrom'}]
-    result = converge_one(Vm(Recorder(conn, [], fake=FAKES)), spec(**dict(BASIC, disks=disks)))
+    result = converge_one(Vm(Recorder(conn, [], fake=FAKES)), spec(**{**BASIC, 'disks': disks}))
     assert 'import %s into volume vms/web1-media.iso' % iso in result['actions']
     doc = Document(conn.lookupByName('web1').XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
     types = {disk.get('device'): disk.find('driver').get('type') for disk in doc.findall('devices/disk')}
     assert types == {'disk': 'qcow2', 'cdrom': 'raw'}
+
+
+def test_an_iso_volume_is_read_by_qemu_as_raw(conn, tmp_path):
+    """A cdrom on a volume of format iso (as libvirt reads an existing ISO, or as declared): the driver
+    says raw, which libvirt's QEMU driver takes, and the declared iso is not a difference."""
+    conn.storagePoolLookupByName('vms').createXML(
+        "<volume><name>media.iso</name><capacity>65536</capacity><target><format type='iso'/></target></volume>", 0)
+    disks = [{'pool': 'vms', 'size': 16}, {'pool': 'vms', 'name': 'media.iso', 'device': 'cdrom'}]
+    assert ensure(conn, **{**BASIC, 'disks': disks})['changed']
+    doc = Document(conn.lookupByName('web1').XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    assert [disk.find('driver').get('type') for disk in doc.findall('devices/disk')] == ['qcow2', 'raw']
+    disks[1]['format'] = 'iso'
+    assert not ensure(conn, **{**BASIC, 'disks': disks})['changed']

@@ -169,7 +169,7 @@ def start(root: str, address: str, port: int, timeout: float = 30.0) -> Tuple[bo
         if proc.poll() is not None:
             raise SystemExit('serve.py: the server exited (%s): %s' % (proc.returncode, _tail(log)))
         if time.monotonic() > deadline:
-            _stop_pid(proc.pid)
+            stop_group(proc.pid)
             raise SystemExit('serve.py: no answer on %s within %ds: %s' % (info['url'], timeout, _tail(log)))
         time.sleep(0.1)
     with open(os.path.join(state_dir(root), 'server.json'), 'w') as handle:
@@ -181,26 +181,40 @@ def stop(root: str) -> bool:
     root = os.path.abspath(root)
     found = running(root)
     if found:
-        _stop_pid(int(found['pid']))
+        stop_group(int(found['pid']))
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(state_dir(root), 'server.json'))
     return found is not None
 
 
-def _stop_pid(pid: int, grace: float = 10.0) -> None:
+def gone(pid: int) -> bool:
+    """The process has ended: reaped, or a zombie its (re)parent has not reaped yet (a container
+    whose PID 1 does not reap)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    except ChildProcessError:
+        pass
+    try:
+        with open('/proc/%d/stat' % pid) as handle:
+            return handle.read().rsplit(')', 1)[1].split()[0] == 'Z'
+    except (OSError, IndexError):
+        return True
+
+
+def stop_group(pid: int, grace: float = 10.0) -> None:
+    """SIGTERM the process group of pid (started with start_new_session), SIGKILL after ``grace``."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return
-        except ChildProcessError:
-            if not os.path.exists('/proc/%d' % pid):
-                return
+        if gone(pid):
+            return
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 def _tail(path: str) -> str:

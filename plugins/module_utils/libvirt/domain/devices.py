@@ -108,8 +108,13 @@ def _disk_pairs(desired: List[Device], actual: List[Device]) -> Tuple[List[Tuple
     return pairs, [i for i in range(len(actual)) if i not in matched]
 
 
+def driver_type(fmt: Optional[str]) -> Optional[str]:
+    """The disk driver's type for a volume format: QEMU reads an ISO volume as raw."""
+    return 'raw' if fmt == 'iso' else fmt
+
+
 def _disk_differs(disk: Device, have: Device) -> bool:
-    return any(k in disk and disk[k] != have[k] for k in _DISK_COMPARED)
+    return any(k in disk and (driver_type(disk[k]) if k == 'format' else disk[k]) != have[k] for k in _DISK_COMPARED)
 
 
 def disks_equal(desired: List[Device], actual: Optional[List[Device]]) -> bool:
@@ -138,7 +143,7 @@ def disk_element(doc: Document, pool: str, name: str, device: str = 'disk', bus:
                  fmt: Optional[str] = None, boot: Optional[int] = None) -> ET.Element:
     bus = bus or ('sata' if device == 'cdrom' else 'virtio')
     elem = element('disk', type='volume', device=device)
-    sub(elem, 'driver', name='qemu', type=fmt or 'qcow2')
+    sub(elem, 'driver', name='qemu', type=driver_type(fmt) or 'qcow2')
     sub(elem, 'source', pool=pool, volume=name)
     sub(elem, 'target', dev=next_target(doc, bus), bus=bus)
     if device == 'cdrom':
@@ -169,7 +174,7 @@ def write_disks(doc: Document, disks: List[Device]) -> None:
             doc.set_attr('target', 'dev', next_target(doc, disk['bus']), elem)
             doc.remove('address', elem)
         if 'format' in disk:
-            doc.set_attr('driver', 'type', disk['format'], elem)
+            doc.set_attr('driver', 'type', driver_type(disk['format']), elem)
         if 'boot' in disk:
             doc.remove('boot', elem)
             if disk['boot']:
