@@ -175,7 +175,8 @@ def test_the_real_tree_is_complete_and_executable():
     """What a fresh clone gives the build: every required file, the scripts executable."""
     tree = os.path.join(os.path.dirname(__file__), '..', '..', 'image')
     _image.check_tree(tree)
+    # build/kmodules.py is run as `python3 kmodules.py` by the build steps: it needs no exec bit
     for name in ('build/rootfs.sh', 'build/initramfs.sh', 'build/squashfs.sh', 'build/boot.sh', 'build/iso.sh',
-                 'build/kmodules.py', 'initramfs/init', 'rootfs/usr/sbin/fv-state', 'rootfs/usr/sbin/fvslot',
+                 'initramfs/init', 'rootfs/usr/sbin/fv-state', 'rootfs/usr/sbin/fvslot',
                  'rootfs/usr/sbin/fv-install', 'dev/boot.sh', 'dev/boot-disk.sh'):
         assert os.access(os.path.join(tree, name), os.X_OK), name + ' is not executable'
