@@ -9,7 +9,7 @@ import json
 import os
 
 import pytest
-from recording import Recorder, mutating
+from recording import UPLOADS, Recorder, mutating
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.runner import converge_one
@@ -20,22 +20,6 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.qemu i
 )
 
 KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB6lPBsEOBxTtXx8t/mnqGW3S0Tf6xUaE4b4L6YmhgvH test@fv'
-
-
-class Stream:
-    """The test driver cannot upload into a volume: a stream that takes everything."""
-
-    def sparseSendAll(self, *_args):
-        pass
-
-    def finish(self):
-        pass
-
-    def abort(self):
-        pass
-
-
-FAKES = {'upload': lambda *args: 0, 'newStream': lambda flags: Stream()}
 
 
 @pytest.fixture(autouse=True)
@@ -82,7 +66,7 @@ def params(**options):
 
 
 def server(conn, check_mode=False, **options):
-    return converge_one(QemuServer(Recorder(conn, [], fake=FAKES), check_mode), params(**options))
+    return converge_one(QemuServer(Recorder(conn, [], fake=UPLOADS), check_mode), params(**options))
 
 
 def test_provision_defines_the_box_then_leaves_it_alone(conn, tmp_path):

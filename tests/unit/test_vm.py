@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import libvirt
 import pytest
-from recording import mutating, view_of
+from recording import UPLOADS, Recorder, mutating, view_of
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.runner import converge_one
@@ -221,12 +221,10 @@ def test_running_vm_devices_are_unplugged_live_or_wait_for_the_restart(conn):
 def test_a_disk_from_a_source_takes_the_format_its_volume_is_made_with(conn, tmp_path):
     """No format declared: the new volume takes its source's (raw for an ISO), and so does the disk's
     driver (not the qcow2 of a volume made with a size)."""
-    from recording import Recorder
-    from test_server_qemu import FAKES
     iso = tmp_path / 'media.iso'
     iso.write_bytes(b'\0' * 65536)
     disks = [{'pool': 'vms', 'size': 16}, {'pool': 'vms', 'name': 'web1-media.iso', 'source': str(iso), 'device': 'cdrom'}]
-    result = converge_one(Vm(Recorder(conn, [], fake=FAKES)), spec(**{**BASIC, 'disks': disks}))
+    result = converge_one(Vm(Recorder(conn, [], fake=UPLOADS)), spec(**{**BASIC, 'disks': disks}))
     assert 'import %s into volume vms/web1-media.iso' % iso in result['actions']
     doc = Document(conn.lookupByName('web1').XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
     types = {disk.get('device'): disk.find('driver').get('type') for disk in doc.findall('devices/disk')}
