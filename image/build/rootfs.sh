@@ -137,6 +137,15 @@ printf '# firmvisor: mounts are made by the initramfs and fv-state\n' >"$ROOT/et
 in_root passwd -l root >/dev/null
 
 say "systemd: units for a hypervisor"
+# systemd-resolved off the boot's critical path: Debian orders it before sysinit.target, so every
+# later unit (libvirtd, sshd, the health gate) waited for it; nothing at boot resolves names (chrony
+# retries). The rest of Debian's unit is kept as it is.
+in_root systemctl disable systemd-resolved.service >/dev/null 2>&1 || true
+sed -e 's/^\(Before=.*\)sysinit\.target */\1/' -e 's/^WantedBy=sysinit\.target$/WantedBy=multi-user.target/' \
+    "$ROOT/usr/lib/systemd/system/systemd-resolved.service" >"$ROOT/etc/systemd/system/systemd-resolved.service"
+if grep -q 'sysinit' "$ROOT/etc/systemd/system/systemd-resolved.service"; then
+    die "systemd-resolved.service: could not take it out of sysinit.target"
+fi
 # The serial console always gets a getty; tty1 does not (headless).
 for unit in serial-getty@ttyS0.service systemd-networkd.service systemd-resolved.service ssh.service \
             chrony.service nftables.service libvirtd.service virtlogd.service \
@@ -146,10 +155,18 @@ for unit in serial-getty@ttyS0.service systemd-networkd.service systemd-resolved
 done
 in_root systemctl disable getty@tty1.service 2>/dev/null || true
 rm -f "$ROOT/etc/systemd/system/getty.target.wants/getty@tty1.service"
+# Masked: what a hypervisor never uses, and work every boot would do for nothing: the journal is in
+# memory (nothing to flush), no binfmt handlers, no utmp records on a tmpfs, the network comes from
+# fv-state and not from ip= on the (locked) kernel command line, no graphics, FUSE, debugfs or
+# tracefs (an operator who needs one mounts it).
 for unit in apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service \
             man-db.timer man-db.service e2scrub_all.timer e2scrub_all.service e2scrub_reap.service \
             fstrim.timer dpkg-db-backup.timer dpkg-db-backup.service systemd-timesyncd.service \
-            getty@tty1.service autovt@.service systemd-networkd-wait-online.service; do
+            getty@tty1.service autovt@.service systemd-networkd-wait-online.service \
+            systemd-journal-flush.service systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \
+            proc-sys-fs-binfmt_misc.mount systemd-update-utmp.service systemd-update-utmp-runlevel.service \
+            systemd-network-generator.service modprobe@drm.service modprobe@fuse.service \
+            sys-fs-fuse-connections.mount sys-kernel-debug.mount sys-kernel-tracing.mount; do
     in_root systemctl mask "$unit" >/dev/null 2>&1 || ln -sf /dev/null "$ROOT/etc/systemd/system/$unit"
 done
 # systemd-update-done's stamps, as if the image had booted once: no ldconfig, hwdb, sysusers or

@@ -56,6 +56,7 @@ VERSION = 'version'                 # /slots/<slot>/version: the slot is valid w
 START_FROM = 'start-from'           # fv-state's marker: the trial starts from the known-good slot's state
 HEALTH_TIMEOUT = 300.0
 CHECK_TIMEOUT = 60.0
+LIBVIRT_WAIT = 90.0
 PASS, WAIT, FAIL = 'pass', 'wait', 'fail'
 
 
@@ -282,8 +283,11 @@ def mark_good(paths: Paths) -> str:
 
 # ---- health -----------------------------------------------------------------------------------------
 def check_libvirt(_paths: Paths) -> Tuple[str, str]:
+    # One call that waits rather than a call every round: libvirtd.socket (listening before the gate
+    # starts) holds the connection until libvirtd serves it. Each virsh costs the boot CPU time, and
+    # under emulation a round of them competed with the very units the gate waits for.
     try:
-        proc = run(['virsh', '-c', 'qemu:///system', 'version'], timeout=20)
+        proc = run(['virsh', '-c', 'qemu:///system', 'version'], timeout=LIBVIRT_WAIT)
     except (HostError, subprocess.TimeoutExpired) as exc:
         return WAIT, 'virsh: %s' % exc
     return (PASS, 'answers') if proc.returncode == 0 else (WAIT, proc.stdout.strip()[-200:] or 'no answer')

@@ -76,7 +76,7 @@ CPU_TASK_OPTS = ['-comp', 'zstd', '-Xcompression-level', '19', '-b', '131072']
 QEMU = ['qemu-system-x86_64', '-accel', 'tcg', '-m', '2048', '-smp', '2', '-nographic', '-monitor', 'none']
 NIC = ['-netdev', 'user,id=mgmt,restrict=on', '-device', 'virtio-net-pci,netdev=mgmt,addr=0x10']
 # Both as their boot loaders would have them: firmvisor's grub.cfg and Debian's default GRUB_CMDLINE (quiet).
-FV_APPEND = 'fv.slot=A console=ttyS0,115200 panic=10 quiet'
+FV_APPEND = 'fv.slot=A console=ttyS0,115200 panic=10 quiet cryptomgr.notests audit=0'
 PLAIN_PARTLABEL = 'fvbenchroot'
 PLAIN_APPEND = 'root=PARTLABEL=%s ro console=ttyS0,115200 quiet' % PLAIN_PARTLABEL
 LINUX_GUID = '0FC63DAF-8483-4772-8E79-3D69D8477DE4'

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
 import threading
 
 import pytest
@@ -421,3 +422,21 @@ def test_grub_cfg_and_its_model_agree():
     assert 'set fv_tries_A=%d\n  set fv_tries_B=%d\n' % (fvlib.DEFAULT_TRIES, fvlib.DEFAULT_TRIES) in cfg
     assert 'set fv_debug=0\nif [ "$fv_debug" != 1 ]; then\n  set superusers=firmvisor\nfi' in cfg
     assert cfg.count('--unrestricted') == 3  # every entry boots; none can be edited
+
+
+def test_libvirt_check_waits_in_one_call(host, monkeypatch):
+    """virsh waits on libvirtd's socket for as long as libvirtd may take, instead of a virsh every
+    round (each one CPU time taken from the boot it waits for); a timeout is a wait, not a failure."""
+    paths, _tmp = host
+    calls = []
+
+    def answer(argv, timeout=None, **_kwargs):
+        calls.append((argv, timeout))
+        if len(calls) == 1:
+            raise subprocess.TimeoutExpired(argv, timeout)
+        return subprocess.CompletedProcess(argv, 0, 'Compiled against library: libvirt 9.0.0\n')
+    monkeypatch.setattr(fvslot, 'run', answer)
+    assert fvslot.check_libvirt(paths)[0] == fvslot.WAIT
+    assert fvslot.check_libvirt(paths) == (fvslot.PASS, 'answers')
+    assert [timeout for _argv, timeout in calls] == [fvslot.LIBVIRT_WAIT] * 2 and fvslot.LIBVIRT_WAIT >= 60
+    assert calls[0][0] == ['virsh', '-c', 'qemu:///system', 'version']

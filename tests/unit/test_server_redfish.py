@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from fakebmc import SYSTEM_UUID, FakeBmc, FakeHost, FakeMachine, make_tls
@@ -259,6 +260,24 @@ def test_a_blank_box_is_installed_step_by_step(lab):
     boot, reset = 'PATCH Systems/SYSTEM', 'POST Actions/ComputerSystem.Reset'
     assert lab.writes() == [insert, insert, boot, reset, eject, boot, reset, eject,
                             boot]   # the emulator refuses "Disabled" alone: the target stays Hdd
+
+
+def test_the_ssh_probe_runs_beside_the_bmc_reads(lab):
+    """A re-run asks the host over SSH while it reads the BMC: the probe sees BMC requests arrive
+    while it runs (one after the other, it would wait in vain: nothing reads the BMC after it)."""
+    lab.run()
+    during = []
+
+    class Overlapping(FakeHost):
+        def state(self):
+            before, deadline = len(lab.fake.requests), time.monotonic() + 5
+            while len(lab.fake.requests) == before and time.monotonic() < deadline:
+                time.sleep(0.01)
+            during.append(len(lab.fake.requests) - before)
+            return super().state()
+    again = lab.run(host=Overlapping(lab.machine))
+    assert not again['changed'] and again['version'] == VERSION
+    assert len(during) == 1 and during[0] > 0
 
 
 def test_a_second_run_changes_nothing_and_writes_nothing(lab):
