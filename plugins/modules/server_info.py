@@ -49,15 +49,15 @@ options:
         (default - the smallest disk of 8 GiB or more).
     type: dict
     suboptions:
-      path: {description: A device path on the server (stands for itself)., type: str}
+      path: {description: "A device path on the server (stands for itself).", type: str}
       serial: {description: The disk with this serial., type: str}
-      name: {description: The disk with this name (as the BMC names it)., type: str}
+      name: {description: "The disk with this name (as the BMC names it).", type: str}
       wwn: {description: The disk with this World Wide Name., type: str}
       min_size: {description: "Disks of this size or more (MiB, or a string such as V(8GiB)).", type: raw}
       max_size: {description: "Disks of this size or less.", type: raw}
       model: {description: Disks whose model contains this., type: str}
       media_type: {description: "Disks of this media type (V(SSD), V(HDD)).", type: str}
-      prefer: {description: Of the disks that pass, the smallest or the largest., type: str, choices: [smallest, largest]}
+      prefer: {description: "Of the disks that pass, the smallest or the largest.", type: str, choices: [smallest, largest]}
   query:
     description: A JMESPath expression over the result; its value is returned as RV(query_result).
     type: str
