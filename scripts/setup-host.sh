@@ -43,8 +43,12 @@ fi
 installed() {  # true when package $1 is fully installed
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
 }
+# one dpkg-query for them all (a process per package is most of a no-op run's time here)
+status=$'\n'$(dpkg-query -W -f='${db:Status-Status} ${Package}\n' "${PACKAGES[@]}" 2>/dev/null || true)$'\n'
 missing=()
-for p in "${PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
+for p in "${PACKAGES[@]}"; do
+  [[ $status == *$'\n'"installed $p"$'\n'* ]] || missing+=("$p")
+done
 
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing: ${missing[*]}"

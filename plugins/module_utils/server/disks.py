@@ -30,6 +30,8 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.values
 RULE_KEYS = ('serial', 'name', 'path', 'wwn', 'min_size', 'max_size', 'model', 'media_type', 'prefer')
 SELECTORS = ('serial', 'name', 'path', 'wwn')
 DEFAULT_RULE: Dict[str, Any] = {'min_size': '8GiB', 'prefer': 'smallest'}
+# What a server needs to take the image: the live installer holds the ISO in memory.
+MIN_MEMORY_MIB = 1024
 
 
 def human(size: Optional[int]) -> str:
@@ -176,14 +178,19 @@ def install_path(disk: Mapping[str, Any]) -> str:
                   'give install_disk.path (such as /dev/sda) for it' % describe_disk(disk))
 
 
+def memory_problems(inventory: Mapping[str, Any], min_memory_mib: int) -> List[str]:
+    """capacity_problems for memory alone (unknown memory is not a problem)."""
+    memory = inventory.get('memory_mib')
+    if memory is not None and memory < min_memory_mib:
+        return ['it has %d MiB of memory, the image needs at least %d MiB' % (memory, min_memory_mib)]
+    return []
+
+
 def capacity_problems(inventory: Mapping[str, Any], image_bytes: int, min_memory_mib: int,
                       rule: Optional[Mapping[str, Any]] = None) -> List[str]:
     """Why this server cannot take the image ([] when it can): no disk that fits ``rule`` and holds
     ``image_bytes``, or less memory than ``min_memory_mib``. Unknown memory is not a problem."""
-    problems = []
-    memory = inventory.get('memory_mib')
-    if memory is not None and memory < min_memory_mib:
-        problems.append('it has %d MiB of memory, the image needs at least %d MiB' % (memory, min_memory_mib))
+    problems = memory_problems(inventory, min_memory_mib)
     disks = list(inventory.get('disks') or [])
     try:
         merged = dict(validate_rule(rule))

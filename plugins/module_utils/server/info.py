@@ -2,11 +2,13 @@
 # Copyright: firmvisor developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """server_info: what a machine is before anything is installed on it, in one shape for both
-drivers — a BMC's inventory (redfish/inventory.py) or a QEMU server's domain read the same way."""
+drivers — a BMC's inventory (redfish/inventory.py) or a QEMU server's domain read the same way.
+With an ``image``, also whether the server can take it (``capacity``), by the same rules the
+``server`` module's Redfish driver refuses a box with before touching it."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.query import QUERY_ARGSPEC, apply_query
@@ -14,7 +16,13 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.conne
     CONNECTION_ARGSPEC, with_connection,
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.libvirt.domain.resource import Vm
-from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.options import BMC_SPEC, DRIVERS
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.disks import (
+    MIN_MEMORY_MIB, capacity_problems, choose_install_disk, memory_problems,
+)
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.options import (
+    BMC_SPEC, DRIVERS, INSTALL_DISK_SPEC,
+)
+from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.probe import Image, load_image
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.qemu import ADDRESS, forwarded_port
 
 SERVER_INFO_ARGSPEC = dict(
@@ -22,6 +30,8 @@ SERVER_INFO_ARGSPEC = dict(
     name=dict(type='str'),
     bmc=dict(type='dict', options=BMC_SPEC),
     system=dict(type='str'),
+    image=dict(type='path'),
+    install_disk=dict(type='dict', options=INSTALL_DISK_SPEC),
     **QUERY_ARGSPEC,
     **CONNECTION_ARGSPEC,
 )
@@ -85,10 +95,35 @@ def qemu_inventory(conn: Any, name: str) -> Dict[str, Any]:
     }
 
 
+def capacity(inventory: Mapping[str, Any], driver: str, image: Image,
+             install_disk: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """Whether the server ``inventory`` describes can take ``image``.
+
+    redfish: memory and a disk that fits ``install_disk`` (default: the smallest of 8 GiB or more)
+    and holds the image, as the ``server`` module checks before it inserts anything. qemu: memory
+    only; the flash drive is made by ``server`` to the image's size, so no disk of the domain's
+    has to hold it."""
+    rule = {k: v for k, v in (install_disk or {}).items() if v is not None} or None
+    if driver == 'redfish':
+        problems = capacity_problems(inventory, image.disk_size, MIN_MEMORY_MIB, rule)
+    else:
+        problems = memory_problems(inventory, MIN_MEMORY_MIB)
+    disk = None
+    if driver == 'redfish' and not problems:
+        disk = choose_install_disk(inventory.get('disks') or [], rule, need_bytes=image.disk_size)
+    return {'fits': not problems, 'problems': problems, 'image_version': image.version,
+            'image_bytes': image.disk_size, 'min_memory_mib': MIN_MEMORY_MIB, 'install_disk': disk}
+
+
 def server_info(module: Any) -> Dict[str, Any]:
     params = module.params
+    # a missing image fails before the BMC is asked anything
+    image = load_image(params['image']) if params.get('image') else None
     if params['driver'] == 'redfish':
         inventory = redfish_inventory(params)
     else:
         inventory = with_connection(lambda conn, _m: qemu_inventory(conn, params['name']))(module)
-    return apply_query({'changed': False, 'server': inventory}, params.get('query'))
+    result: Dict[str, Any] = {'changed': False, 'server': inventory}
+    if image is not None:
+        result['capacity'] = capacity(inventory, params['driver'], image, params.get('install_disk'))
+    return apply_query(result, params.get('query'))

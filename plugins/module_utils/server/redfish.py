@@ -43,14 +43,13 @@ from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.runner
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.waiter import Waiter
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.redfish.bmc import Bmc, BmcAccess, BmcSystem
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.disks import (
-    check_capacity, choose_install_disk, describe_disk, install_path,
+    MIN_MEMORY_MIB, check_capacity, choose_install_disk, describe_disk, install_path,
 )
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.probe import Image, load_image, ssh_answers
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.server.seed import (
     build_seed, ensure_seed_image, needs_rebuild,
 )
 
-MIN_MEMORY_MIB = 1024
 SEED_FORMAT = 'floppy'
 SHOWN = ('power', 'cd', 'floppy', 'boot_override', 'host', 'version')
 # the installed disk refusing the seed's key this long means its boot missed the seed: restart it
