@@ -158,7 +158,8 @@ rm -f "$ROOT/etc/systemd/system/getty.target.wants/getty@tty1.service"
 # Masked: what a hypervisor never uses, and work every boot would do for nothing: the journal is in
 # memory (nothing to flush), no binfmt handlers, no utmp records on a tmpfs, the network comes from
 # fv-state and not from ip= on the (locked) kernel command line, no graphics, FUSE, debugfs or
-# tracefs (an operator who needs one mounts it).
+# tracefs (an operator who needs one mounts it), and no systemd user manager for root: every SSH
+# login (Ansible, qemu+ssh://, the provisioner's probes) would start one, seconds under emulation.
 for unit in apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service \
             man-db.timer man-db.service e2scrub_all.timer e2scrub_all.service e2scrub_reap.service \
             fstrim.timer dpkg-db-backup.timer dpkg-db-backup.service systemd-timesyncd.service \
@@ -166,7 +167,7 @@ for unit in apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-
             systemd-journal-flush.service systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \
             proc-sys-fs-binfmt_misc.mount systemd-update-utmp.service systemd-update-utmp-runlevel.service \
             systemd-network-generator.service modprobe@drm.service modprobe@fuse.service \
-            sys-fs-fuse-connections.mount sys-kernel-debug.mount sys-kernel-tracing.mount; do
+            sys-fs-fuse-connections.mount sys-kernel-debug.mount sys-kernel-tracing.mount user@0.service; do
     in_root systemctl mask "$unit" >/dev/null 2>&1 || ln -sf /dev/null "$ROOT/etc/systemd/system/$unit"
 done
 # systemd-update-done's stamps, as if the image had booted once: no ldconfig, hwdb, sysusers or
