@@ -32,6 +32,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -255,28 +256,6 @@ class SshHost:
         return JournalFollower(self.argv(FOLLOW, keepalive=True))
 
 
-class _Background:
-    """A call run in a thread; ``result()`` waits for it and returns its value or raises its error."""
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        self._value: Any = None
-        self._error: Optional[BaseException] = None
-        self._thread = threading.Thread(target=self._run, args=(call,), daemon=True)
-        self._thread.start()
-
-    def _run(self, call: Callable[[], Any]) -> None:
-        try:
-            self._value = call()
-        except BaseException as exc:  # pylint: disable=broad-except  # re-raised in result()
-            self._error = exc
-
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
 def management_address(params: Mapping[str, Any]) -> Optional[str]:
     """``address``, else the static address of ``network`` (without its prefix)."""
     if params.get('address'):
@@ -340,13 +319,12 @@ class RedfishServer(Resource):
         # A server that is on is asked over SSH beside the BMC's other reads (each a round trip to the
         # BMC): a re-run that finds everything in place costs the slower of the two, not their sum.
         asked = present and power != 'Off' and self.host is not None
-        probe = _Background(self.host.state) if asked else None
-        try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            probe = pool.submit(self.host.state) if asked else None
             cd = system.inserted_media('cd')
             floppy = self._floppy_slot(system)
             boot = system.boot_override()
-        finally:
-            answer = probe.result() if probe else None
+        answer = probe.result() if probe else None
         host = HostState(seen='not asked (state absent)')
         if present:
             if power == 'Off':
