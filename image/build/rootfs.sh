@@ -158,8 +158,10 @@ rm -f "$ROOT/etc/systemd/system/getty.target.wants/getty@tty1.service"
 # Masked: what a hypervisor never uses, and work every boot would do for nothing: the journal is in
 # memory (nothing to flush), no binfmt handlers, no utmp records on a tmpfs, the network comes from
 # fv-state and not from ip= on the (locked) kernel command line, no graphics, FUSE, debugfs or
-# tracefs (an operator who needs one mounts it), and no systemd user manager for root: every SSH
-# login (Ansible, qemu+ssh://, the provisioner's probes) would start one, seconds under emulation.
+# tracefs (an operator who needs one mounts it), no systemd user manager for root: every SSH
+# login (Ansible, qemu+ssh://, the provisioner's probes) would start one, seconds under emulation; no
+# random seed file (it would be on the tmpfs: never kept); and no module loads ahead of their use
+# (device-mapper, loop, configfs and pstore load when first used).
 for unit in apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service \
             man-db.timer man-db.service e2scrub_all.timer e2scrub_all.service e2scrub_reap.service \
             fstrim.timer dpkg-db-backup.timer dpkg-db-backup.service systemd-timesyncd.service \
@@ -167,7 +169,9 @@ for unit in apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-
             systemd-journal-flush.service systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \
             proc-sys-fs-binfmt_misc.mount systemd-update-utmp.service systemd-update-utmp-runlevel.service \
             systemd-network-generator.service modprobe@drm.service modprobe@fuse.service \
-            sys-fs-fuse-connections.mount sys-kernel-debug.mount sys-kernel-tracing.mount user@0.service; do
+            sys-fs-fuse-connections.mount sys-kernel-debug.mount sys-kernel-tracing.mount user@0.service \
+            systemd-random-seed.service modprobe@dm_mod.service modprobe@loop.service \
+            modprobe@efi_pstore.service modprobe@configfs.service; do
     in_root systemctl mask "$unit" >/dev/null 2>&1 || ln -sf /dev/null "$ROOT/etc/systemd/system/$unit"
 done
 # Generators that would run at every boot for nothing: no encrypted, integrity or verity volumes,

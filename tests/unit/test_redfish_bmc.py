@@ -444,6 +444,7 @@ def test_inventory_with_a_part_the_bmc_fails_to_serve(fake):
 def test_inventory_read_failure_names_the_step(fake):
     with Bmc(access(fake)) as bmc:
         system = bmc.system()
+        system.power_state()   # the system as found is used once: the inventory reads it again
         fake.fail('GET', SYSTEM, 500)
         error = fails(system.inventory)
     assert str(error).startswith('Redfish read inventory failed on BMC %s, system %s: the BMC refused it (HTTP 500'

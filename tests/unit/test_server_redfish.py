@@ -280,6 +280,16 @@ def test_the_ssh_probe_runs_beside_the_bmc_reads(lab):
     assert len(during) == 1 and during[0] > 0
 
 
+def test_a_second_run_reads_each_bmc_resource_once(lab):
+    """Every request is a round trip to the BMC (a slow one on many): a re-run that finds everything in
+    place reads the system, each media slot and everything else once."""
+    lab.run()
+    assert not lab.run()['changed']
+    reads = [r['path'] for r in lab.fake.requests if r['method'] == 'GET']
+    assert SYSTEM_UUID in ' '.join(reads) and any(path.endswith('/Cd') for path in reads)
+    assert sorted(path for path in set(reads) if reads.count(path) > 1) == []
+
+
 def test_a_second_run_changes_nothing_and_writes_nothing(lab):
     lab.run()
     again = lab.run()

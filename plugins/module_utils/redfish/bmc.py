@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 from urllib.parse import urlsplit
 
 from ansible_collections.firmvisor.hypervisor.plugins.module_utils.engine.errors import FvError, FvTimeout
@@ -65,6 +65,11 @@ def wait_until(check: Callable[[], Tuple[bool, Any]], timeout: float, what: str,
             raise FvTimeout('timed out after %ss waiting for %s (last seen: %s)' % (_secs(timeout), what, seen),
                             waited_for=what, last_seen=seen)
         sleep(min(interval, remaining))
+
+
+def power_view(system: Mapping[str, Any]) -> str:
+    """'On', 'Off', 'PoweringOn', 'PoweringOff' or 'Paused'; 'Unknown' when the BMC does not say."""
+    return str(system.get('PowerState') or 'Unknown')
 
 
 def _secs(value: float) -> str:
@@ -233,6 +238,9 @@ class Bmc:
         self._factory = sushy_factory
         self._root: Any = None
         self._filter: Optional[SecretFilter] = None
+        # The systems read while proving the credentials: the lookup that follows takes them instead
+        # of reading them again (each read is a round trip to the BMC, and a slow one on many BMCs).
+        self._members: Optional[List[Any]] = None
 
     # messages
     def _scrub(self, text: str) -> str:
@@ -291,7 +299,7 @@ class Bmc:
                 public_connector=_NoPublicDownloads())
         # A refused session login falls back to Basic without a request: prove the credentials now.
         with self.step('log in'):
-            self._root.get_system_collection().get_members()
+            self._members = list(self._root.get_system_collection().get_members())
 
     @property
     def root(self) -> Any:
@@ -343,7 +351,8 @@ class Bmc:
             return [self._summary(s) for s in self._systems()]
 
     def _systems(self) -> List[Any]:
-        return list(self.root.get_system_collection().get_members())
+        members, self._members = self._members, None
+        return members if members is not None else list(self.root.get_system_collection().get_members())
 
     @staticmethod
     def _summary(system: Any) -> Dict[str, Optional[str]]:
@@ -382,6 +391,9 @@ class BmcSystem:
         self.raw = system
         self.label = system.uuid or system.identity
         self._media: Optional[List[Any]] = None
+        # Resources read a moment ago and not looked at since: the first look takes them as they are,
+        # every later one reads them again.
+        self._fresh: Set[str] = {system.path}
 
     def step(self, step: str) -> Any:
         return self.bmc.step(step, self.label)
@@ -390,7 +402,16 @@ class BmcSystem:
         return self.bmc.error(step, cause, self.label, **details)
 
     def refresh(self) -> None:
+        self._fresh.discard(self.raw.path)
         self.raw.refresh(force=True)
+
+    def _current(self, resource: Any) -> Any:
+        """``resource`` as the BMC has it now: read again unless it was read a moment ago."""
+        if resource.path in self._fresh:
+            self._fresh.discard(resource.path)
+        else:
+            resource.refresh(force=True)
+        return resource
 
     @property
     def summary(self) -> Dict[str, Optional[str]]:
@@ -398,10 +419,15 @@ class BmcSystem:
 
     # ---- power ------------------------------------------------------------------------------
     def power_state(self) -> str:
-        """'On', 'Off', 'PoweringOn', 'PoweringOff' or 'Paused'; 'Unknown' when the BMC does not say."""
+        """The power state as ``power_view`` names it."""
         with self.step('read power state'):
-            self.refresh()
-            return str(self.raw.json.get('PowerState') or 'Unknown')
+            return power_view(self._current(self.raw).json)
+
+    def status(self) -> Tuple[str, Dict[str, Any]]:
+        """The power state and the boot override, from one read of the system."""
+        with self.step('read power state and boot override'):
+            system = self._current(self.raw).json
+            return power_view(system), boot_view(system)
 
     def power(self, action: str, wait: bool = True, timeout: float = 300.0, interval: float = 1.0) -> bool:
         """Apply a power action when it changes something; wait until the state it leads to.
@@ -451,15 +477,13 @@ class BmcSystem:
             else:
                 collections = [manager.virtual_media for manager in self.raw.managers]
             self._media = [slot for collection in collections for slot in collection.get_members()]
+            self._fresh.update(slot.path for slot in self._media)
         return self._media
 
     def media_slots(self) -> List[Dict[str, Any]]:
         """Every virtual media slot: [{id, name, media_types, inserted, image}]."""
         with self.step('list virtual media'):
-            slots = self._media_collection()
-            for slot in slots:
-                slot.refresh(force=True)
-            return [_slot_view(slot) for slot in slots]
+            return [_slot_view(self._current(slot)) for slot in self._media_collection()]
 
     def _slot(self, kind: str) -> Any:
         if kind not in MEDIA_TYPES:
@@ -477,9 +501,7 @@ class BmcSystem:
     def inserted_media(self, kind: str) -> Dict[str, Any]:
         """What the slot for ``kind`` holds: {id, name, media_types, inserted, image}."""
         with self.step('read virtual media (%s)' % kind):
-            slot = self._slot(kind)
-            slot.refresh(force=True)
-            return _slot_view(slot)
+            return _slot_view(self._current(self._slot(kind)))
 
     def insert_media(self, kind: str, url: str, write_protected: bool = True) -> bool:
         """Insert the image at ``url`` into the slot for ``kind``; False when it is there already.
@@ -487,8 +509,7 @@ class BmcSystem:
         step = 'insert virtual media (%s from %s)' % (kind, url)
         with self.step(step):
             slot = self._slot(kind)
-            slot.refresh(force=True)
-            view = _slot_view(slot)
+            view = _slot_view(self._current(slot))
             if view['inserted'] and view['image'] == url:
                 return False
             if view['inserted'] or view['image']:
@@ -505,8 +526,7 @@ class BmcSystem:
         """Eject the slot for ``kind``; False when it was empty."""
         with self.step('eject virtual media (%s)' % kind):
             slot = self._slot(kind)
-            slot.refresh(force=True)
-            view = _slot_view(slot)
+            view = _slot_view(self._current(slot))
             if not view['inserted'] and not view['image']:
                 return False
             slot.eject_media()
@@ -522,8 +542,7 @@ class BmcSystem:
     def boot_override(self) -> Dict[str, Any]:
         """{target, enabled, mode, allowed_targets} as the BMC reads them back."""
         with self.step('read boot override'):
-            self.refresh()
-            return boot_view(self.raw.json)
+            return boot_view(self._current(self.raw).json)
 
     def set_boot_override(self, target: str = 'Cd', enabled: str = 'Once', mode: Optional[str] = None) -> bool:
         """Boot ``target`` (Cd, Hdd, Pxe, ...) ``enabled`` (Once, Continuous) at the next boot(s).
@@ -531,7 +550,7 @@ class BmcSystem:
         Once back as Continuous, so this call then always sends the request again."""
         step = 'set boot override (%s, %s)' % (target, enabled)
         with self.step(step):
-            self.refresh()
+            self._current(self.raw)
             view = boot_view(self.raw.json)
             if view['allowed_targets'] and target not in view['allowed_targets']:
                 raise FvError('the BMC does not offer the boot target %s (it offers: %s)'
@@ -546,7 +565,7 @@ class BmcSystem:
         (sushy-emulator answers 400 without a target) gets ``fallback_target`` instead (the disk).
         Returns what was done: 'disabled', 'target <fallback>' or None (nothing to clear)."""
         with self.step('clear boot override'):
-            self.refresh()
+            self._current(self.raw)
             view = boot_view(self.raw.json)
             if view['enabled'] in (None, 'Disabled') or view['target'] in (None, 'None'):
                 return None
@@ -563,5 +582,5 @@ class BmcSystem:
     def inventory(self) -> Dict[str, Any]:
         """What server_info returns for this system (see redfish/inventory.py)."""
         with self.step('read inventory'):
-            self.refresh()
+            self._current(self.raw)
             return system_inventory(self.raw, self._media_collection)

@@ -315,7 +315,7 @@ class RedfishServer(Resource):
     def read(self, keys: Sequence[Any]) -> Dict[Any, Optional[Actual]]:
         system = self.system()
         present = self.params.get('state', 'present') == 'present'
-        power = system.power_state()
+        power, boot = system.status()
         # A server that is on is asked over SSH beside the BMC's other reads (each a round trip to the
         # BMC): a re-run that finds everything in place costs the slower of the two, not their sum.
         asked = present and power != 'Off' and self.host is not None
@@ -323,7 +323,6 @@ class RedfishServer(Resource):
             probe = pool.submit(self.host.state) if asked else None
             cd = system.inserted_media('cd')
             floppy = self._floppy_slot(system)
-            boot = system.boot_override()
         answer = probe.result() if probe else None
         host = HostState(seen='not asked (state absent)')
         if present:
