@@ -53,7 +53,7 @@ done
 MODULES=(virtio_pci virtio_blk virtio_scsi scsi_mod sd_mod sr_mod ahci ata_piix nvme
          usb-storage uas xhci_pci xhci_hcd ehci_pci ehci_hcd ohci_pci uhci_hcd usbhid hid_generic
          mmc_block sdhci_pci sdhci_acpi
-         loop squashfs overlay crc32c_generic ext4 vfat nls_cp437 nls_iso8859-1 nls_utf8 isofs)
+         loop squashfs overlay crc32c_generic ext4 vfat nls_cp437 nls_ascii nls_iso8859-1 nls_utf8 isofs)
 # Loaded only when the system is not found within a few seconds: the common server RAID/SAS HBAs
 # (every module costs time under TCG, where none of these is ever needed).
 MODULES_LATER=(megaraid_sas mpt3sas hpsa smartpqi aacraid mptsas mptspi vmw_pvscsi)

@@ -149,7 +149,7 @@ fi
 # The serial console always gets a getty; tty1 does not (headless).
 for unit in serial-getty@ttyS0.service systemd-networkd.service systemd-resolved.service ssh.service \
             chrony.service nftables.service libvirtd.service virtlogd.service \
-            firmvisor-state.service firmvisor-setup.service firmvisor-save.service firmvisor-health.service \
+            firmvisor-state.service firmvisor-save.service firmvisor-health.service \
             firmvisor-install.service; do
     in_root systemctl enable "$unit" >/dev/null 2>&1 || die "systemctl enable $unit failed"
 done

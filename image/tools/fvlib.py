@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import ipaddress
 import json
 import os
 import re
@@ -518,6 +517,7 @@ def _parse_network(value) -> Tuple[Dict[str, object], Optional[str]]:
         return {'mode': 'dhcp'}, None
     if mode != 'static':
         return {}, 'network mode must be "dhcp" or "static", not %r' % (mode,)
+    import ipaddress  # only here: its import builds tables that every boot of a DHCP host would pay for
     address = value.get('address')
     try:
         if not isinstance(address, str) or '/' not in address:

@@ -2,14 +2,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """fv-state: the persisted configuration of a firmvisor host (stdlib only; runs on the hypervisor).
 
-    fv-state restore   at boot, before libvirtd: mount the boot disk's state partition (GPT name fvstate)
-                       at /var/lib/firmvisor/state and restore the booted slot's state
+    fv-state restore   mount the boot disk's state partition (GPT name fvstate) at
+                       /var/lib/firmvisor/state and restore the booted slot's state
                        (slots/<slot>/config.tar) into /. A trial slot starts from the known-good slot's
                        state (fvslot boot-once leaves slots/<trial>/start-from). A live boot (fv.live=1)
                        is stateless: the disk's state is never touched.
-    fv-state apply     then (restoring first when that has not run), before sshd and systemd-networkd,
-                       beside libvirtd's start: with no state, import the seed; make the SSH host keys
-                       that are missing; save at once when anything changed.
+    fv-state apply     the boot's work (firmvisor-state.service, before libvirtd, sshd and
+                       systemd-networkd): restore (unless that has run), then with no state import the
+                       seed; make the SSH host keys that are missing; save at once when anything changed.
     fv-state save      save the booted slot's state now: config.tar.new written and fsynced, the current
                        config.tar kept as config.tar.prev (a hard link), config.tar.new renamed over
                        config.tar, the directory fsynced. Exit 3: stateless.
@@ -30,6 +30,7 @@ arguments, for the unit tests.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import fnmatch
@@ -42,6 +43,7 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import sys
 import tarfile
 import time
@@ -482,16 +484,42 @@ def nics(paths: Paths) -> List[Dict[str, str]]:
     return sorted(found, key=lambda n: (n['bus'], n['name']))
 
 
+EXT_MAGIC = 0xEF53
+EXT_VALID, EXT_ERRORS = 0x1, 0x2
+
+
+def needs_check(superblock: bytes, now: float) -> bool:
+    """Whether ``e2fsck -p`` has work on an ext4 file system, from its superblock (the 1024 bytes at
+    byte 1024): anything but a clean one with no error recorded and no check due. A journal left to
+    replay after a power cut is the kernel's work at mount."""
+    if len(superblock) < 0x48:
+        return True
+    mounts, max_mounts, magic, state = struct.unpack_from('<HhHH', superblock, 0x34)
+    last_check, interval = struct.unpack_from('<II', superblock, 0x40)
+    return (magic != EXT_MAGIC or not state & EXT_VALID or bool(state & EXT_ERRORS)
+            or 0 < max_mounts <= mounts or (interval > 0 and now >= last_check + interval))
+
+
+def read_superblock(device: str) -> bytes:
+    try:
+        with open(device, 'rb') as handle:
+            handle.seek(1024)
+            return handle.read(1024)
+    except OSError:
+        return b''
+
+
 def mount_state(paths: Paths, wait: float) -> Optional[str]:
-    """Mount the fvstate partition (e2fsck -p first); the device, or None (said why)."""
+    """Mount the fvstate partition (e2fsck -p first when its superblock says there is work for it:
+    the program costs the boot ~1 s under emulation); the device, or None (said why)."""
     if os.path.ismount(paths.state_mount):
         return 'mounted'
     device = wait_for(lambda: find_partition(paths, PART_STATE), wait)
     if not device:
         say('firmvisor: state: no partition named %s: running stateless' % PART_STATE, paths)
         return None
-    check = run(['e2fsck', '-p', device])
-    if check.returncode >= 4:
+    check = run(['e2fsck', '-p', device]) if needs_check(read_superblock(device), time.time()) else None
+    if check is not None and check.returncode >= 4:
         say('firmvisor: state: e2fsck %s failed (exit %d): %s' % (device, check.returncode,
                                                                   check.stdout.strip()[-200:]), paths)
     os.makedirs(paths.state_mount, exist_ok=True)
@@ -525,6 +553,17 @@ def ensure_host_keys(root: str, hostname: str) -> List[str]:
             raise StateError('ssh-keygen -t %s failed: %s' % (kind, result.stdout.strip()))
         made.append(kind)
     return made
+
+
+def key_fingerprint(line: str) -> str:
+    """An ed25519 public key line as ``ssh-keygen -l`` prints it (without starting it at boot)."""
+    kind, blob, *comment = line.split(None, 2)
+    try:
+        digest = hashlib.sha256(base64.b64decode(blob, validate=True)).digest()
+    except ValueError:
+        return 'unreadable (%s)' % kind
+    return '256 SHA256:%s %s (ED25519)' % (base64.b64encode(digest).decode().rstrip('='),
+                                          comment[0].strip() if comment else 'no comment')
 
 
 def apply_hostname(root: str, name: str) -> None:
@@ -669,7 +708,7 @@ def restore(paths: Paths) -> Dict[str, object]:
 
 
 def apply(paths: Paths) -> int:
-    """The boot's work: restore (unless firmvisor-state.service did already), then what sshd and the
+    """The boot's work: restore (unless `fv-state restore` ran already), then what sshd and the
     network wait for: the seed where one is due, SSH host keys, the hostname, the default management
     network, a save when anything changed. /run/firmvisor/state.json says it is done."""
     started = time.monotonic()
@@ -706,9 +745,8 @@ def apply(paths: Paths) -> int:
         say('firmvisor: state: saved %d entries to %s' % (result['members'], result['path']), paths)
     elif folder:
         note_saved(paths, {'fingerprint': fingerprint(root, collect(root, persisted_patterns(root)))})
-    for _line in read_text(os.path.join(root, 'etc', 'ssh', 'ssh_host_ed25519_key.pub')).splitlines()[:1]:
-        printed = run(['ssh-keygen', '-l', '-f', os.path.join(root, 'etc', 'ssh', 'ssh_host_ed25519_key.pub')])
-        say('firmvisor: ssh host key %s' % printed.stdout.strip(), paths)
+    for line in read_text(os.path.join(root, 'etc', 'ssh', 'ssh_host_ed25519_key.pub')).splitlines()[:1]:
+        say('firmvisor: ssh host key %s' % key_fingerprint(line), paths)
     atomic_write(os.path.join(paths.run, APPLIED), json.dumps(dict(done, applied=True), sort_keys=True).encode(),
                  0o644)
     say('firmvisor: state: applied in %.1f s (%s)' % (time.monotonic() - started + float(done.get('seconds', 0)),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
 
 import pytest
 from image_tools import IMAGE, load_file
@@ -77,3 +78,33 @@ def test_the_build_machine_busybox_is_static():
         assert kmodules.is_static_elf(handle.read(1 << 16))
     with open('/bin/ls', 'rb') as handle:
         assert not kmodules.is_static_elf(handle.read(1 << 16))
+
+
+def initramfs_function(name: str) -> str:
+    """A shell function of image/initramfs/init, as text (the script itself runs only as PID 1)."""
+    with open(os.path.join(IMAGE, 'initramfs', 'init')) as handle:
+        text = handle.read()
+    start = text.index('\n%s() {' % name) + 1
+    return text[start:text.index('\n}\n', start) + 3]
+
+
+@pytest.mark.parametrize('alias, wanted', [
+    ('pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00', True),   # virtio-blk
+    ('pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80', True),   # PIIX IDE (the CD-ROM)
+    ('pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01', True),   # AHCI
+    ('pci:v00008086d000024CDsv00001AF4sd00001100bc0Csc03i20', True),   # a USB host (EHCI)
+    ('pci:v00001B36d00000007sv00001AF4sd00001100bc08sc05i01', True),   # an SD host
+    ('virtio:d00000002v00001AF4', True),                               # a virtio disk
+    ('virtio:d00000008v00001AF4', True),                               # virtio-scsi
+    ('usb:v0781p5567d0100dc00dsc00dp00ic08isc06ip50in00', True),       # a USB stick
+    ('scsi:t-0x05', True),
+    ('mmc:block', True),
+    ('pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00', False),  # virtio-net
+    ('pci:v00008086d00007113sv00001AF4sd00001100bc06sc80i00', False),  # the PIIX4 SMBus bridge
+    ('pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00', False),  # the VGA
+    ('virtio:d00000001v00001AF4', False),                              # a virtio NIC
+    ('usb:v0627p0001d0000dc00dsc00dp00ic03isc00ip00in00', False),      # the USB tablet
+])
+def test_the_initramfs_loads_the_drivers_of_storage_devices_only(alias, wanted):
+    script = initramfs_function('storage') + 'storage "$1"\n'
+    assert (subprocess.run(['sh', '-c', script, 'init', alias]).returncode == 0) is wanted

@@ -5,6 +5,7 @@ mark-good, and the health gate; on a fake /sys, /dev nodes as files and a boot p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -332,6 +333,30 @@ def test_gate_passes_marks_good_and_says_ready(host, monkeypatch, capsys):
     assert 'firmvisor ready' in capsys.readouterr().out and clock.now == 1.0
     assert calls == {'libvirtd': 3, 'sshd': 1}  # what passed is not asked again
     assert env(tmp)['fv_active'] == 'B' and env(tmp)['fv_tries_B'] == '3'
+
+
+def test_gate_mounts_the_boot_partition_once_while_the_checks_wait(host, monkeypatch, capsys):
+    paths, tmp = host
+    paths = dataclasses.replace(paths, mount_esp=True)
+    mounted, ran = set(), []
+
+    def fake_run(argv, check=False, **_kwargs):
+        ran.append(argv[0])
+        (mounted.add if argv[0] == 'mount' else mounted.discard)(argv[-1])
+        return subprocess.CompletedProcess(argv, 0, '')
+    monkeypatch.setattr(fvslot, 'run', fake_run)
+    real_ismount = os.path.ismount
+    monkeypatch.setattr(fvslot.os.path, 'ismount', lambda path: path in mounted or real_ismount(path))
+    seen = []
+
+    def libvirtd(_paths):
+        seen.append(paths.esp_mount in mounted)
+        return ('pass' if len(seen) == 3 else 'wait'), 'libvirtd detail'
+    monkeypatch.setattr(fvslot, 'BUILTIN_CHECKS', (('libvirtd', libvirtd),))
+    clock = Clock()
+    assert fvslot.gate(paths, 300, reboot=lambda: pytest.fail('rebooted'), clock=clock, pause=clock.pause) == 0
+    assert seen == [True, True, True] and ran == ['mount', 'umount'] and not mounted
+    assert 'firmvisor ready' in capsys.readouterr().out and env(tmp)['fv_active'] == 'A'
 
 
 def test_a_failing_trial_reboots_and_runs_out_of_tries(host, monkeypatch, capsys):

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import shutil
+import struct
 import subprocess
 import tarfile
 
@@ -708,7 +709,7 @@ def test_main_usage(capsys):
 
 
 def test_restore_then_apply_as_two_units(host):
-    """firmvisor-state.service restores (libvirtd waits for that only), firmvisor-setup.service applies."""
+    """``fv-state restore`` alone (by hand), then ``apply`` goes on from what it restored."""
     host['seeds'].append(GOOD_SEED)
     assert fvstate.apply(host['paths']) == 0
     host['reboot']()
@@ -721,3 +722,51 @@ def test_restore_then_apply_as_two_units(host):
     assert fvstate.main(['apply'], host['paths']) == 0
     assert host['calls']['read_seed'] == calls
     assert json.loads((host['run'] / 'state.json').read_text())['applied']
+
+
+def superblock(state=fvstate.EXT_VALID, magic=fvstate.EXT_MAGIC, mounts=3, max_mounts=-1, last_check=1000,
+               interval=0):
+    block = bytearray(1024)
+    struct.pack_into('<HhHH', block, 0x34, mounts, max_mounts, magic, state)
+    struct.pack_into('<II', block, 0x40, last_check, interval)
+    return bytes(block)
+
+
+@pytest.mark.parametrize('block, due', [
+    (superblock(), False),                                       # clean: e2fsck -p would do nothing
+    (superblock(state=0), True),                                 # not cleanly unmounted (no journal)
+    (superblock(state=fvstate.EXT_VALID | fvstate.EXT_ERRORS), True),  # the kernel recorded an error
+    (superblock(magic=0x1234), True),                            # not ext4: e2fsck says what it is
+    (superblock(mounts=20, max_mounts=20), True),                # a check due by mount count
+    (superblock(mounts=20, max_mounts=0), False),
+    (superblock(last_check=1000, interval=500), True),           # a check due by time
+    (superblock(last_check=1000, interval=5000), False),
+    (b'', True),                                                 # unreadable
+])
+def test_e2fsck_only_when_the_superblock_says_there_is_work(block, due):
+    assert fvstate.needs_check(block, now=2000.0) is due
+
+
+def test_mount_state_runs_e2fsck_only_on_a_file_system_that_needs_it(tmp_path, monkeypatch):
+    device = tmp_path / 'vda5'
+    device.write_bytes(b'\0' * 1024 + superblock() + b'\0' * 2048)
+    paths = fvlib.Paths(root=str(tmp_path / 'root'), state_mount=str(tmp_path / 'state'))
+    monkeypatch.setattr(fvstate, 'find_partition', lambda p, name: str(device))
+    ran = []
+    monkeypatch.setattr(fvstate, 'run',
+                        lambda argv, **kw: ran.append(argv[0]) or subprocess.CompletedProcess(argv, 0, ''))
+    assert fvstate.mount_state(paths, 0) == str(device)
+    assert ran == ['mount']
+    device.write_bytes(b'\0' * 1024 + superblock(state=fvstate.EXT_VALID | fvstate.EXT_ERRORS))
+    ran.clear()
+    assert fvstate.mount_state(paths, 0) == str(device)
+    assert ran == ['e2fsck', 'mount']
+
+
+def test_host_key_fingerprint_as_ssh_keygen_prints_it(tmp_path):
+    key = tmp_path / 'ssh_host_ed25519_key'
+    subprocess.run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'root@hv1', '-f', str(key)], check=True)
+    printed = subprocess.run(['ssh-keygen', '-l', '-f', str(key) + '.pub'], check=True, stdout=subprocess.PIPE,
+                             universal_newlines=True).stdout.strip()
+    assert fvstate.key_fingerprint((tmp_path / 'ssh_host_ed25519_key.pub').read_text().strip()) == printed
+    assert fvstate.key_fingerprint('ssh-ed25519 not-base64!') == 'unreadable (ssh-ed25519)'
