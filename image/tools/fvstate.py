@@ -562,8 +562,8 @@ def key_fingerprint(line: str) -> str:
         digest = hashlib.sha256(base64.b64decode(blob, validate=True)).digest()
     except ValueError:
         return 'unreadable (%s)' % kind
-    return '256 SHA256:%s %s (ED25519)' % (base64.b64encode(digest).decode().rstrip('='),
-                                          comment[0].strip() if comment else 'no comment')
+    fingerprint = base64.b64encode(digest).decode().rstrip('=')
+    return '256 SHA256:%s %s (ED25519)' % (fingerprint, comment[0].strip() if comment else 'no comment')
 
 
 def apply_hostname(root: str, name: str) -> None:

@@ -107,4 +107,4 @@ def initramfs_function(name: str) -> str:
 ])
 def test_the_initramfs_loads_the_drivers_of_storage_devices_only(alias, wanted):
     script = initramfs_function('storage') + 'storage "$1"\n'
-    assert (subprocess.run(['sh', '-c', script, 'init', alias]).returncode == 0) is wanted
+    assert (subprocess.run(['sh', '-c', script, 'init', alias], check=False).returncode == 0) is wanted
