@@ -146,7 +146,7 @@ boot() {
     name=$1 firmware=$2 media=$3 mark=$4 word=$5 grub=${6:-}
     log=$WORK/logs/$name.log
     rm -f "$log"
-    set -- qemu-system-x86_64 -accel tcg -m 512 -nographic -monitor none -no-reboot -nic none \
+    set -- qemu-system-x86_64 -accel tcg -cpu qemu64,svm=off,vmx=off -m 512 -nographic -monitor none -no-reboot -nic none \
         -serial "file:$log"
     case $media in
         disk:*) set -- "$@" -drive "file=${media#disk:},format=raw,if=virtio" ;;

@@ -105,7 +105,7 @@ CONSOLE=$WORK/console.log
 : >"$CONSOLE"
 say "booting: qemu-system-x86_64 -accel tcg, SSH on 127.0.0.1:$PORT, console $CONSOLE"
 STARTED=$(date +%s)
-qemu-system-x86_64 -accel tcg -m 2048 -smp 2 -nographic -monitor none \
+qemu-system-x86_64 -accel tcg -cpu qemu64,svm=off,vmx=off -m 2048 -smp 2 -nographic -monitor none \
     -kernel "$PIECES/vmlinuz" -initrd "$PIECES/initrd.img" -append "$APPEND" \
     "${BOOT_DRIVE[@]}" \
     -drive "file=$WORK/seed.iso,media=cdrom,format=raw,readonly=on" \

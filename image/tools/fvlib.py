@@ -31,8 +31,13 @@ import struct
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
+
+# The hints are for readers and checkers only: importing typing and dataclasses (inspect, ast) cost each
+# start of a host tool a few tenths of a second of the boot's CPU under emulation.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
+    T = TypeVar('T')
 
 SLOTS = ('A', 'B')
 CHUNK = 4 << 20
@@ -52,15 +57,48 @@ BOOT_DISK = 'boot-disk'  # /run/firmvisor/boot-disk: the kernel name of the disk
 
 BLKGETSIZE64 = 0x80081272
 
-T = TypeVar('T')
-
 
 class HostError(Exception):
     """A firmvisor host tool cannot do what it was asked; the message says what, where and why."""
 
 
-@dataclass
-class Paths:
+class Record:
+    """A record whose fields are its class's annotated attributes, in order; a class value is the
+    field's default (a list or dict copied for each record). What the tools used of dataclasses."""
+
+    def __init__(self, *values: object, **named: object) -> None:
+        kind, fields = type(self), list(type(self).__annotations__)
+        if len(values) > len(fields):
+            raise TypeError('%s takes at most %d fields' % (kind.__name__, len(fields)))
+        given = dict(zip(fields, values))
+        for name, value in named.items():
+            if name not in fields or name in given:
+                raise TypeError('%s: unknown or repeated field %r' % (kind.__name__, name))
+            given[name] = value
+        for name in fields:
+            if name in given:
+                value = given[name]
+            elif hasattr(kind, name):
+                value = getattr(kind, name)
+                value = type(value)(value) if isinstance(value, (list, dict)) else value
+            else:
+                raise TypeError('%s needs %r' % (kind.__name__, name))
+            setattr(self, name, value)
+
+    def as_dict(self) -> Dict[str, object]:
+        return {name: getattr(self, name) for name in type(self).__annotations__}
+
+    def replace(self, **changes: object) -> Record:
+        return type(self)(**dict(self.as_dict(), **changes))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Record) and type(other) is type(self) and self.as_dict() == other.as_dict()
+
+    def __repr__(self) -> str:
+        return '%s(%s)' % (type(self).__name__, ', '.join('%s=%r' % item for item in self.as_dict().items()))
+
+
+class Paths(Record):
     """Where the host tools look. The defaults are the running system's; tests use a temporary tree."""
     root: str = '/'
     cmdline: str = '/proc/cmdline'
@@ -433,11 +471,10 @@ KEY_RE = re.compile(r'^(?:[a-z0-9-]+(?:="[^"]*")?(?:,[a-z0-9-]+(?:="[^"]*")?)* )
 DEVICE_RE = re.compile(r'^[A-Za-z0-9._/:-]+$')
 
 
-@dataclass
-class Seed:
+class Seed(Record):
     hostname: str = DEFAULT_HOSTNAME
-    authorized_keys: List[str] = field(default_factory=list)
-    network: Dict[str, object] = field(default_factory=lambda: {'mode': 'dhcp'})
+    authorized_keys: List[str] = []
+    network: Dict[str, object] = {'mode': 'dhcp'}
     install_to: Optional[str] = None
     install_force: bool = False
 
@@ -561,8 +598,7 @@ def mounted(device: str, fstype: str, where: str, options: str = 'ro,nodev,nosui
         run(['umount', where])
 
 
-@dataclass
-class SeedRead:
+class SeedRead(Record):
     """What reading the seed found: the parsed seed (None: no seed volume), the problems, the device,
     whether seed.json was a JSON object (usable; its fields may still have been defaulted) and its
     bytes as they were."""

@@ -41,12 +41,15 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Dict, Iterator, List, Optional, Tuple
 
 from fvlib import (CHUNK, DEFAULT_TRIES, MAX_TRIES, PART_BOOT, PART_SLOT, SLOTS, HostError, Paths, active_slot,
                    atomic_write, boot_mode, booted, device_size, format_grubenv, fsync_dir, grub_decision,
                    other_slot, parse_grubenv, read_text, require_partition, run, say, sha256_file, state_mounted,
                    tries)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # hints only: no typing import at each start (fvlib says why)
+    from typing import Dict, Iterator, List, Optional, Tuple
 
 # One error type for every host tool (fvlib); the name says whose it is.
 SlotError = HostError

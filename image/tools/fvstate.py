@@ -47,12 +47,14 @@ import struct
 import sys
 import tarfile
 import time
-from dataclasses import asdict
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from fvlib import (DEFAULT_HOSTNAME, PART_STATE, SEED_LABEL, SLOTS, HostError, Paths, Seed, SeedRead,
                    atomic_write, booted, find_partition, find_seed, fsync_dir, read_text, run, say,
                    seed_from_bytes, state_mounted, wait_for)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # hints only: no typing import at each start (fvlib says why)
+    from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 CONFIG = 'config.tar'
 NEW, PREV = CONFIG + '.new', CONFIG + '.prev'
@@ -136,7 +138,7 @@ def seed_files(seed: Seed, nic: Optional[Dict[str, str]]) -> Dict[str, Tuple[str
     files = {
         'etc/hostname': (seed.hostname + '\n', 0o644),
         'root/.ssh/authorized_keys': (''.join(k + '\n' for k in seed.authorized_keys), 0o600),
-        'etc/firmvisor/seed.json': (json.dumps(asdict(seed), indent=2, sort_keys=True) + '\n', 0o600),
+        'etc/firmvisor/seed.json': (json.dumps(seed.as_dict(), indent=2, sort_keys=True) + '\n', 0o600),
     }
     if seed.network.get('mode') == 'static':
         files[MGMT_NETWORK] = (network_unit(seed.network, nic), 0o644)

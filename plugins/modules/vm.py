@@ -153,6 +153,13 @@ options:
         feeding it; V('') removes it. The guest must arm it (systemd's C(RuntimeWatchdogSec)).
     type: str
     choices: [i6300esb, ib700, diag288, itco, '']
+  nested_virtualization:
+    description:
+      - V(false) disables the CPU features that offer hardware virtualization to the guest OS (AMD
+        SVM, Intel VMX), so that it cannot load KVM; V(true) stops disabling them (what the CPU model
+        offers). A domain without a CPU model gets libvirt's default one, C(qemu64), named. The
+        qemu driver of M(firmvisor.hypervisor.server) sets V(false) on TCG servers. Needs a restart.
+    type: bool
   qemu_args:
     description:
       - Extra QEMU command-line arguments (libvirt's C(<qemu:commandline>)), for what libvirt cannot

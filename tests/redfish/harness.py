@@ -190,6 +190,8 @@ class Lab:
             conn.close()
 
     def domain_xml(self, disk: str, ssh_port: int, udp_a: int, udp_b: int) -> str:
+        # The box's CPU offers no SVM/VMX, as the qemu driver's TCG servers (a kvm_amd on QEMU's emulated
+        # SVM has locked up a server's CPU in libvirt's capability probe).
         serial = ('FVRF' + self.name.upper().replace('-', ''))[:20]
         return f"""<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>{self.domain_name}</name>
@@ -198,7 +200,8 @@ class Lab:
   <vcpu>{self.vcpus}</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type></os>
   <features><acpi/><apic/></features>
-  <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>
+  <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model>
+    <feature policy='disable' name='svm'/><feature policy='disable' name='vmx'/></cpu>
   <clock offset='utc'/>
   <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
   <devices>

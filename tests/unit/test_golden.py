@@ -40,7 +40,7 @@ DOMAIN_CASES: Dict[str, Dict[str, Any]] = {
                    interfaces=[{'network': 'lab'}, {'bridge': 'br0', 'model': 'e1000'}],
                    qemu_args=['-netdev', 'user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22',
                               '-device', 'virtio-net-pci,netdev=mgmt,addr=0x10'],
-                   cloud_init={'user_data': {'packages': ['nginx']}}),
+                   cloud_init={'user_data': {'packages': ['nginx']}}, nested_virtualization=False),
     'memory': dict(memory=1024),
     'vcpus': dict(vcpus=4),
     'machine': dict(machine='pc'),
@@ -64,6 +64,8 @@ DOMAIN_CASES: Dict[str, Dict[str, Any]] = {
     'qemu-args-remove': dict(qemu_args=[]),
     'scope': dict(scope='team-b'),
     'watchdog-add': dict(watchdog='i6300esb'),
+    'nested-off': dict(nested_virtualization=False),
+    'nested-on': dict(nested_virtualization=True),
     'cloud-init-add': dict(cloud_init={'user_data': '#cloud-config\n{}\n', 'pool': 'seeds'}),
 }
 NETWORK_CASES: Dict[str, Dict[str, Any]] = {

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 from image_tools import fvlib
@@ -120,3 +122,28 @@ def test_the_floppy_driver_only_with_a_floppy_controller(machine, tmp_path, monk
     assert not fvlib.load_floppy_driver(paths)  # fd0 is there already
     shutil.rmtree(os.path.join(paths.sys_block, 'fd0'))
     assert fvlib.load_floppy_driver(paths) and calls == [['modprobe', 'floppy']]
+
+
+def test_records_default_compare_and_replace():
+    one, two = fvlib.Seed(), fvlib.Seed()
+    one.authorized_keys.append('ssh-ed25519 AAAA one')
+    assert two.authorized_keys == [] and two.network == {'mode': 'dhcp'}  # defaults are not shared
+    assert fvlib.Seed(hostname='hv2') == fvlib.Seed('hv2') != fvlib.Seed()
+    paths = fvlib.Paths(root='/tmp/r')
+    assert paths.replace(mount_esp=False) == fvlib.Paths(root='/tmp/r', mount_esp=False)
+    assert paths.mount_esp and paths.dev == '/dev'
+    read = fvlib.SeedRead(None, ['none'])
+    assert (read.device, read.usable, read.data) == (None, False, b'')
+    for bad in (lambda: fvlib.Paths(rooot='/'), lambda: fvlib.SeedRead(None), lambda: fvlib.Seed('a', [], {}, None, 0, 1)):
+        with pytest.raises(TypeError):
+            bad()
+
+
+def test_the_boot_tools_start_without_typing_or_dataclasses():
+    """fv-state and fvslot start on the boot's critical path: typing and dataclasses (inspect, ast)
+    cost each start a few tenths of a second of CPU under emulation."""
+    code = ('import sys; sys.path.insert(0, %r); import fvstate, fvslot; '
+            'print(sorted(set(sys.modules) & {"typing", "dataclasses", "inspect", "ast"}))'
+            % os.path.dirname(fvlib.__file__))
+    out = subprocess.run([sys.executable, '-S', '-c', code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == '[]'

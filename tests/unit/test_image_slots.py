@@ -5,7 +5,6 @@ mark-good, and the health gate; on a fake /sys, /dev nodes as files and a boot p
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -337,7 +336,7 @@ def test_gate_passes_marks_good_and_says_ready(host, monkeypatch, capsys):
 
 def test_gate_mounts_the_boot_partition_once_while_the_checks_wait(host, monkeypatch, capsys):
     paths, tmp = host
-    paths = dataclasses.replace(paths, mount_esp=True)
+    paths = paths.replace(mount_esp=True)
     mounted, ran = set(), []
 
     def fake_run(argv, check=False, **_kwargs):

@@ -84,10 +84,19 @@ def test_provision_defines_the_box_then_leaves_it_alone(conn, tmp_path):
                                     'write volume vms/hv1-seed.iso']
     doc = Document(conn.lookupByName('hv1').XMLDesc(0))
     assert doc.attr('devices/watchdog', 'model') == 'i6300esb'
+    assert {(f.get('name'), f.get('policy')) for f in doc.findall('cpu/feature')} == {('svm', 'disable'),
+                                                                                      ('vmx', 'disable')}
     assert doc.attr("devices/disk[@device='cdrom']/source", 'volume') == 'hv1-seed.iso'
     assert doc.attr("devices/disk[@device='disk']/boot", 'order') == '1'
     again = server(conn, image=image(tmp_path), data_disks=[{'size': 8}], networks=['lab'])
     assert not again['changed'] and again['actions'] == [] and again['server'] == first['server']
+
+
+def test_a_kvm_server_keeps_the_cpu_virtualization_features(conn, tmp_path):
+    first = server(conn, image=image(tmp_path), virt_type='kvm')
+    doc = Document(conn.lookupByName('hv1').XMLDesc(0))
+    assert first['changed'] and doc.root.get('type') == 'kvm' and doc.findall('cpu/feature') == []
+    assert not server(conn, image=image(tmp_path), virt_type='kvm')['changed']
 
 
 def test_check_mode_makes_no_mutating_call(conn, tmp_path):

@@ -176,7 +176,8 @@ class QemuServer(Resource):
         if creating:
             children.append(self.volumes.plan(flash_spec, None))
             children.append(self.volumes.plan(seed_spec, None, maker=make_seed))
-        vm_plan = self.vm.plan(self._vm_params(params, name, port, forwards, planned=creating), actual)
+        vm_plan = self.vm.plan(self._vm_params(params, name, port, forwards, planned=creating,
+                                               tcg=self._tcg(params, actual)), actual)
         children.append(vm_plan)
         handle = Handle(actual.obj if actual is not None else None)
         starts = creating or actual.runtime['state'] in ('stopped', 'crashed')
@@ -223,8 +224,15 @@ class QemuServer(Resource):
                           % (self.what(params['name']), ', '.join(map(str, taken)), ADDRESS, port))
         return forwards
 
+    def _tcg(self, params: Mapping[str, Any], actual: Optional[Actual]) -> bool:
+        """Whether the server's CPU is emulated (TCG): as declared, else its domain's type, else the host's."""
+        declared = params.get('virt_type') or 'auto'
+        if declared == 'auto':
+            declared = actual.doc.root.get('type') if actual is not None else self.vm.virt_type()
+        return declared == 'qemu'
+
     def _vm_params(self, params: Mapping[str, Any], name: str, port: int, forwards: Sequence[Mapping[str, int]],
-                   planned: bool) -> Dict[str, Any]:
+                   planned: bool, tcg: bool) -> Dict[str, Any]:
         names = self.names(name)
         pool = params['pool']
         disks: List[Dict[str, Any]] = [{'pool': pool, 'name': names['flash'], 'boot': 1, 'bus': 'virtio',
@@ -237,6 +245,10 @@ class QemuServer(Resource):
         return dict(VM_DEFAULTS, name=name, state='running', wait=False, virt_type=params.get('virt_type'),
                     machine='q35', firmware=params['firmware'], vcpus=params['vcpus'], memory=params['memory'],
                     watchdog='i6300esb', disks=disks,
+                    # Under TCG the server's CPU offers no SVM/VMX: its kvm_amd on QEMU's emulated SVM
+                    # has locked up a CPU in libvirt's capability probe on a first boot, and a TCG server
+                    # cannot run KVM guests anyway (its libvirt then probes QEMU once, for TCG).
+                    nested_virtualization=not tcg,
                     interfaces=[{'network': network} for network in params.get('networks') or []],
                     qemu_args=management(port, forwards), autostart=params.get('autostart'),
                     shutdown_timeout=params['shutdown_timeout'])

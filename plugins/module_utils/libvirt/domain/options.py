@@ -102,6 +102,36 @@ def write_watchdog(doc: Document, model: str) -> None:
         insert_device(doc, element('watchdog', model=model, action='reset'))
 
 
+# The CPU features that offer hardware virtualization to the guest OS: AMD's and Intel's.
+NESTED_FEATURES = ('svm', 'vmx')
+
+
+def read_nested(doc: Document) -> bool:
+    """False when the domain's CPU disables every hardware virtualization feature."""
+    disabled = {elem.get('name') for elem in doc.findall('cpu/feature') if elem.get('policy') == 'disable'}
+    return not disabled.issuperset(NESTED_FEATURES)
+
+
+def write_nested(doc: Document, nested: bool) -> None:
+    """Stop disabling (True) or disable (False) SVM and VMX in the domain's CPU; its other settings
+    stay. Features need a named model: a CPU without one gets libvirt's default, qemu64."""
+    cpu = doc.find('cpu')
+    for elem in doc.findall('cpu/feature'):
+        if elem.get('name') in NESTED_FEATURES:
+            doc.detach(cpu, elem)
+    if nested:
+        return
+    if cpu is None:
+        cpu = doc.ensure('cpu')
+        cpu.set('mode', 'custom')
+        cpu.set('match', 'exact')
+        cpu.set('check', 'none')
+    if cpu.get('mode', 'custom') == 'custom' and doc.find('cpu/model') is None:
+        cpu.insert(0, element('model', 'qemu64', fallback='forbid'))
+    for name in NESTED_FEATURES:
+        cpu.append(element('feature', policy='disable', name=name))
+
+
 def positive(what: str):
     def check(value: Any, _context: Dict[str, Any]) -> int:
         if int(value) < 1:
@@ -164,6 +194,7 @@ VM_OPTIONS: List[Option] = [
            write=write_interfaces, normalize=normalize_interfaces, equal=interfaces_equal, reach=interfaces_reach),
     Option('watchdog', choices=list(WATCHDOGS) + [''], read=read_watchdog, write=write_watchdog,
            equal=set_or_empty),
+    Option('nested_virtualization', type='bool', read=read_nested, write=write_nested),
     Option('qemu_args', type='list', elements='str', read=read_qemu_args, write=write_qemu_args),
     # Ownership scope in <metadata>: `vms` with exclusive removes only owned domains of its scope.
     Option('scope', read=lambda doc: doc.get_meta('scope'), write=lambda doc, value: doc.set_meta('scope', value),
