@@ -92,7 +92,7 @@ class Record:
         return type(self)(**dict(self.as_dict(), **changes))
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Record) and type(other) is type(self) and self.as_dict() == other.as_dict()
+        return type(other) is type(self) and self.as_dict() == other.as_dict()
 
     def __repr__(self) -> str:
         return '%s(%s)' % (type(self).__name__, ', '.join('%s=%r' % item for item in self.as_dict().items()))
