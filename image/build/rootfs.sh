@@ -137,15 +137,39 @@ printf '# firmvisor: mounts are made by the initramfs and fv-state\n' >"$ROOT/et
 in_root passwd -l root >/dev/null
 
 say "systemd: units for a hypervisor"
-# systemd-resolved off the boot's critical path: Debian orders it before sysinit.target, so every
-# later unit (libvirtd, sshd, the health gate) waited for it; nothing at boot resolves names (chrony
-# retries). The rest of Debian's unit is kept as it is.
+# Ordering a drop-in cannot take away (After=/Before= only add): the unit is copied to
+# /etc/systemd/system, where it wins over Debian's, with whole lines replaced; the build fails when
+# Debian's unit no longer has the line.
+unit_lines() {  # unit 'line' 'replacement' ... (an empty replacement removes the line)
+    local unit=$1 copy="$ROOT/etc/systemd/system/$1"
+    shift
+    cp "$ROOT/usr/lib/systemd/system/$unit" "$copy"
+    while [ $# -ge 2 ]; do
+        grep -qxF -- "$1" "$copy" || die "$unit: Debian's unit has no line '$1' any more"
+        awk -v old="$1" -v new="$2" '$0 != old { print; next } new != "" { print new }' "$copy" >"$copy.new"
+        mv "$copy.new" "$copy"
+        shift 2
+    done
+}
+# The boot's critical path is fv-state, then libvirtd, sshd and the network, which the health gate
+# waits for (docs/image.md, "Boot time"). Neither libvirtd nor sshd needs the network up to start
+# (they listen on every address); Debian orders both after network.target, which systemd-networkd
+# reaches seconds later under emulation. Nor does libvirtd need logind and machined running when it
+# starts: it takes logind's suspend inhibitor lock when asked to, and a guest's start registers with
+# machined through D-Bus, which starts machined if it is not running yet (libvirtd still wants it
+# started at boot). libvirt-guests, which shuts the guests down at shutdown, stays ordered after
+# machined (its drop-in). libvirtd keeps its order after dbus.
+unit_lines libvirtd.service 'After=network.target' '' 'After=systemd-logind.service' '' \
+    'After=systemd-machined.service' ''
+unit_lines ssh.service 'After=network.target auditd.service' 'After=auditd.service'
+# systemd-resolved after the health gate (a drop-in): Debian orders it before sysinit.target and
+# network.target, so every later unit waited for it; nothing the gate checks resolves names (chrony
+# retries, and it starts after the gate too).
 in_root systemctl disable systemd-resolved.service >/dev/null 2>&1 || true
-sed -e 's/^\(Before=.*\)sysinit\.target */\1/' -e 's/^WantedBy=sysinit\.target$/WantedBy=multi-user.target/' \
-    "$ROOT/usr/lib/systemd/system/systemd-resolved.service" >"$ROOT/etc/systemd/system/systemd-resolved.service"
-if grep -q 'sysinit' "$ROOT/etc/systemd/system/systemd-resolved.service"; then
-    die "systemd-resolved.service: could not take it out of sysinit.target"
-fi
+unit_lines systemd-resolved.service \
+    'Before=sysinit.target network.target nss-lookup.target shutdown.target initrd-switch-root.target' \
+    'Before=nss-lookup.target shutdown.target initrd-switch-root.target' \
+    'WantedBy=sysinit.target' 'WantedBy=multi-user.target'
 # The serial console always gets a getty; tty1 does not (headless).
 for unit in serial-getty@ttyS0.service systemd-networkd.service systemd-resolved.service ssh.service \
             chrony.service nftables.service libvirtd.service virtlogd.service \
