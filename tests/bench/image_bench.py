@@ -235,14 +235,13 @@ def fv_tree_bytes(dest: str) -> Optional[int]:
 
 
 def fv_squash_opts(files: str) -> List[str]:
-    """firmvisor's mksquashfs compression options, as build/squashfs.sh has them (its default level)."""
+    """firmvisor's mksquashfs compression options (``-comp`` up to ``-b N``), as build/squashfs.sh has them."""
     with open(os.path.join(files, 'build', 'squashfs.sh')) as handle:
         script = handle.read()
-    level = re.search(r'-Xcompression-level "\$\{FV_SQUASH_LEVEL:-(\d+)\}"', script)
-    block = re.search(r'-Xcompression-level \S+ -b (\d+)', script)
-    if not level or not block or '-comp zstd' not in script:
+    found = re.search(r'(-comp \S+(?: -X\S+(?: [^-\s]\S*)?)*) -b (\d+)', script)
+    if not found:
         raise BenchError('cannot read the squashfs options of build/squashfs.sh')
-    return ['-comp', 'zstd', '-Xcompression-level', level.group(1), '-b', block.group(1)]
+    return found.group(1).split() + ['-b', found.group(2)]
 
 
 def mb(size: Optional[int]) -> str:
