@@ -36,8 +36,8 @@ say "squashfs: $OUT (lz4 -Xhc)"
 # -all-time: every inode gets SOURCE_DATE_EPOCH (given as options: mksquashfs refuses both the
 # variable and the options, and reads the variable only in some versions; rootfs.sh compiled the
 # Python bytecode hash-based, so it stays valid). lz4 rather than zstd: a boot reads tens of MiB
-# from the root, and lz4 decompresses several times faster (under TCG, 2 s of a first boot); its
-# high-compression mode keeps the slot under 250 MB (docs/image.md, "Boot time").
+# from the root, and lz4 decompresses several times faster; its high-compression mode keeps the
+# slot under 250 MB (docs/image.md, "Boot time", has the figures).
 env -u SOURCE_DATE_EPOCH mksquashfs "$ROOT" "$partial" -noappend -quiet -no-progress \
     -comp lz4 -Xhc -b 131072 \
     -mkfs-time "$SOURCE_DATE_EPOCH" -all-time "$SOURCE_DATE_EPOCH" \

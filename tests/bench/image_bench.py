@@ -238,10 +238,10 @@ def fv_squash_opts(files: str) -> List[str]:
     """firmvisor's mksquashfs compression options (``-comp`` up to ``-b N``), as build/squashfs.sh has them."""
     with open(os.path.join(files, 'build', 'squashfs.sh')) as handle:
         script = handle.read()
-    found = re.search(r'(-comp \S+(?: -X\S+(?: [^-\s]\S*)?)*) -b (\d+)', script)
+    found = re.search(r'-comp [^\\\n]*?-b \d+', script)
     if not found:
         raise BenchError('cannot read the squashfs options of build/squashfs.sh')
-    return found.group(1).split() + ['-b', found.group(2)]
+    return found.group(0).split()
 
 
 def mb(size: Optional[int]) -> str:
